@@ -1,0 +1,39 @@
+"""Small helpers every notebook needs: the device, seeding and the fast-mode switch."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+import numpy as np
+import torch
+
+FAST_ENV = "UNET_FAST"
+
+
+def fast_mode() -> bool:
+    """True when ``UNET_FAST=1``: tests shrink data and epochs; unset, notebooks do the real run."""
+    return os.environ.get(FAST_ENV, "0").strip().lower() in ("1", "true", "yes")
+
+
+def get_device() -> torch.device:
+    """The GPU when there is one (CUDA, then Apple's MPS), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """A one-line description of what produced a notebook's outputs, e.g. 'cpu (2 threads)'."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({torch.get_num_threads()} threads, {platform.machine()})"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and all GPUs) for repeatable runs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
