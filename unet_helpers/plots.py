@@ -1,0 +1,112 @@
+"""Figures the notebooks draw more than once: the architecture, image grids, curves, predictions."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import FancyArrowPatch, Rectangle
+
+from .models import feature_map_sides
+
+
+def _to_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def draw_unet(features: Sequence[int] = (64, 128, 256, 512, 1024), input_side: int = 572,
+              padding: str = "valid", ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw the U: one bar per feature map, its height the map's side, its label the channels.
+
+    Blue arrows are 3x3 convolutions + ReLU, red ones 2x2 max-pooling, green ones 2x2
+    up-convolutions and grey ones copy-and-crop, as in the paper's Figure 1.
+    """
+    levels = len(features)
+    sides = dict(feature_map_sides(input_side, levels, padding))
+    ax = ax or plt.subplots(figsize=(9, 4.5))[1]
+    scale = 1.6 / input_side  # bar height per pixel of side
+    row = lambda level: -2.2 * (level - 1)  # noqa: E731  vertical position of a level
+    step = 0.55
+
+    def bar(x: float, level: int, side: int, channels: int) -> tuple[float, float]:
+        top = row(level) + 0.8
+        h = max(side * scale, 0.08)
+        ax.add_patch(Rectangle((x, top - h), 0.12, h, facecolor="#c6dbef", edgecolor="black", lw=0.6))
+        ax.text(x + 0.06, top + 0.05, str(channels), ha="center", va="bottom", fontsize=6)
+        ax.text(x - 0.04, top - h / 2, str(side), ha="right", va="center", fontsize=5, rotation=90)
+        return x + 0.12, top - h / 2
+
+    def arrow(a, b, color):
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=6, color=color, lw=0.8))
+
+    x, skips, last = 0.0, {}, None
+    prev_channels = 1
+    # Contracting path
+    for level in range(1, levels + 1):
+        name = f"enc{level}" if level < levels else "bottleneck"
+        if level > 1:
+            nxt = (x, row(level) + 0.8 - sides[f"pool{level - 1}"] * scale / 2)
+            arrow(last, nxt, "tab:red")
+        else:
+            end = bar(x, 1, sides["input"], prev_channels)
+            last = end
+            x += step
+        for k in (1, 2):
+            start_y = row(level) + 0.8 - sides[f"{name}.conv{k}"] * scale / 2
+            if level == 1 or k == 2:
+                arrow(last, (x, start_y), "tab:blue")
+            last = bar(x, level, sides[f"{name}.conv{k}"], features[level - 1])
+            x += step
+        skips[level] = last
+        last = (last[0] - 0.06, row(level) + 0.8 - sides[f"{name}.conv2"] * scale)
+    # Expansive path
+    for level in range(levels - 1, 0, -1):
+        x += step * 0.3
+        up_y = row(level) + 0.8 - sides[f"up{level}"] * scale / 2
+        arrow(last, (x, up_y), "tab:green")
+        ax.add_patch(FancyArrowPatch(skips[level], (x, up_y), arrowstyle="-|>", mutation_scale=6,
+                                     color="grey", lw=0.8, linestyle="--"))
+        last = bar(x, level, sides[f"up{level}"], 2 * features[level - 1])
+        x += step
+        for k in (1, 2):
+            nxt_y = row(level) + 0.8 - sides[f"dec{level}.conv{k}"] * scale / 2
+            arrow(last, (x, nxt_y), "tab:blue")
+            last = bar(x, level, sides[f"dec{level}.conv{k}"], features[level - 1])
+            x += step
+    arrow(last, (x, last[1]), "tab:cyan")
+    bar(x, 1, sides["output"], 2)
+    ax.set_xlim(-0.4, x + 0.6)
+    ax.set_ylim(row(levels) - 0.4, 1.3)
+    ax.set_axis_off()
+    legend = [("3x3 conv, ReLU", "tab:blue"), ("2x2 max pool", "tab:red"), ("2x2 up-conv", "tab:green"),
+              ("copy and crop", "grey"), ("1x1 conv", "tab:cyan")]
+    for i, (label, color) in enumerate(legend):
+        ax.text(x + 0.5, row(levels) + 0.2 + 0.35 * i, label, color=color, fontsize=7, ha="right")
+    ax.set_title(f"U-Net, {levels} levels, {padding} padding, {input_side}x{input_side} input", fontsize=9)
+    return ax
+
+
+def show_images(images: Sequence, titles: Sequence[str] | None = None, cmap: str = "gray",
+                ncols: int | None = None, size: float = 2.2, colorbar: bool = False) -> plt.Figure:
+    """Show 2-D arrays or (1, H, W)/(H, W) tensors side by side, with optional titles."""
+    n = len(images)
+    ncols = ncols or n
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        img = _to_numpy(images[i]).squeeze()
+        if img.ndim == 3:  # channels first -> show the first channel
+            img = img[0]
+        shown = ax.imshow(img, cmap=cmap)
+        if colorbar:
+            fig.colorbar(shown, ax=ax, fraction=0.046)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
