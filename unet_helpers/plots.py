@@ -110,3 +110,39 @@ def show_images(images: Sequence, titles: Sequence[str] | None = None, cmap: str
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def overlay(image, mask, color=(1.0, 0.2, 0.2), alpha: float = 0.4) -> np.ndarray:
+    """An RGB picture of a grey (H, W) image with a binary mask tinted on top."""
+    img = _to_numpy(image).squeeze()
+    if img.ndim == 3:
+        img = img[0]
+    img = (img - img.min()) / (np.ptp(img) + 1e-8)
+    rgb = np.repeat(img[..., None], 3, axis=2)
+    m = _to_numpy(mask).squeeze().astype(bool)
+    rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color)
+    return rgb
+
+
+def show_tiles(images, masks, titles: Sequence[str] | None = None, predictions=None, size: float = 1.6) -> plt.Figure:
+    """A grid with one column per tile: image, true mask, overlay (and prediction, if given)."""
+    rows = [("image", images, "gray"), ("mask", masks, "gray")]
+    if predictions is not None:
+        rows.append(("prediction", predictions, "gray"))
+    n = len(images)
+    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(size * n, size * (len(rows) + 1)), squeeze=False)
+    for r, (label, items, cmap) in enumerate(rows):
+        for c in range(n):
+            axes[r, c].imshow(_to_numpy(items[c]).squeeze() if _to_numpy(items[c]).squeeze().ndim == 2
+                              else _to_numpy(items[c])[0], cmap=cmap, vmin=0, vmax=None if label == "image" else 1)
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    last = predictions if predictions is not None else masks
+    for c in range(n):
+        axes[-1, c].imshow(overlay(images[c], last[c]))
+        if titles is not None:
+            axes[0, c].set_title(titles[c], fontsize=7)
+    axes[-1, 0].set_ylabel("overlay", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig

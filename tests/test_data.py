@@ -1,0 +1,332 @@
+"""TGS Salt data: Kaggle's RLE format, the offline stand-in, the dataset, the split, bad input."""
+import csv
+import hashlib
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unet_helpers import data
+from unet_helpers.data import (
+    TGSDataError,
+    TGSSaltDataset,
+    coverage_class,
+    layout_problems,
+    load_tgs_split,
+    make_synthetic_tgs,
+    rle_decode,
+    rle_encode,
+    stratified_split,
+)
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory) -> Path:
+    return make_synthetic_tgs(tmp_path_factory.mktemp("tgs"), n_train=120, n_test=20, seed=3)
+
+
+def copy_of(standin: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(standin, target)
+    return target
+
+
+# --- run-length encoding --------------------------------------------------------------------
+
+def test_rle_exact_strings_on_hand_made_masks():
+    mask = np.zeros((3, 3), np.uint8)
+    mask[0, 0] = mask[1, 0] = 1          # pixels 1 and 2, column-major, 1-indexed
+    mask[2, 1] = mask[0, 2] = 1          # pixel 6 (col 1, row 2) and pixel 7 (col 2, row 0)
+    assert rle_encode(mask) == "1 2 6 2"
+    assert rle_encode(np.zeros((101, 101))) == ""
+    assert rle_encode(np.ones((101, 101))) == "1 10201"
+    column = np.zeros((101, 101), np.uint8)
+    column[:, 1] = 1                     # the second column: pixels 102..202
+    assert rle_encode(column) == "102 101"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rle_round_trip_random_masks(seed):
+    mask = (np.random.default_rng(seed).random((101, 101)) < 0.3).astype(np.uint8)
+    assert np.array_equal(rle_decode(rle_encode(mask)), mask)
+
+
+def test_rle_decode_empty_and_transposition():
+    assert rle_decode("").sum() == 0
+    decoded = rle_decode("1 3", shape=(3, 4))
+    assert decoded[:, 0].tolist() == [1, 1, 1] and decoded.sum() == 3
+
+
+@pytest.mark.parametrize("bad, message", [("5", "pairs"), ("1 x", "whole numbers"), ("0 3", "count from 1"),
+                                          ("10200 5", "past the 101x101")])
+def test_rle_decode_bad_strings_name_the_id(bad, message):
+    with pytest.raises(TGSDataError, match=f"abc123.*{message}"):
+        rle_decode(bad, name="abc123")
+
+
+# --- the stand-in ---------------------------------------------------------------------------
+
+def test_standin_is_in_kaggles_layout(standin):
+    assert layout_problems(standin, 120, 20) == []
+    train_ids = sorted(p.stem for p in (standin / "train/images").glob("*.png"))
+    assert train_ids == sorted(p.stem for p in (standin / "train/masks").glob("*.png"))
+    assert all(len(i) == 10 and int(i, 16) >= 0 for i in train_ids)
+    with open(standin / "train.csv") as f:
+        assert next(csv.reader(f)) == ["id", "rle_mask"]
+    with open(standin / "depths.csv") as f:
+        depth_ids = {row["id"] for row in csv.DictReader(f)}
+    test_ids = {p.stem for p in (standin / "test/images").glob("*.png")}
+    assert depth_ids == set(train_ids) | test_ids
+    with open(standin / "sample_submission.csv") as f:
+        assert {row["id"] for row in csv.DictReader(f)} == test_ids
+
+
+def test_standin_csv_matches_its_pngs(standin):
+    arrays = load_tgs_split(standin)
+    with open(standin / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 120
+    for row in rows:
+        png = np.asarray(Image.open(standin / "train/masks" / f"{row['id']}.png")) // 255
+        assert np.array_equal(rle_decode(row["rle_mask"]), png)
+        assert np.array_equal(arrays.masks[arrays.ids.index(row["id"])], png)
+
+
+def test_standin_statistics_look_like_tgs(tmp_path):
+    root = make_synthetic_tgs(tmp_path, n_train=600, n_test=0, seed=0)
+    arrays = load_tgs_split(root)
+    coverage = arrays.coverage
+    assert 0.32 < (coverage == 0).mean() < 0.46           # TGS: about 39 % empty masks
+    nonempty = coverage[coverage > 0]
+    assert nonempty.min() < 0.02 and nonempty.max() == 1.0  # slivers to whole tiles
+    deep = arrays.depths > np.median(arrays.depths)
+    assert (coverage[deep] > 0).mean() > (coverage[~deep] > 0).mean()  # the weak depth link
+    # Salt is textured differently: lower contrast between neighbouring pixels than the layers.
+    image = arrays.images.astype(float)
+    vertical_contrast = np.abs(np.diff(image, axis=1))[:, :, :]
+    masks = arrays.masks[:, 1:, :].astype(bool) & arrays.masks[:, :-1, :].astype(bool)
+    sediment = ~(arrays.masks[:, 1:, :].astype(bool) | arrays.masks[:, :-1, :].astype(bool))
+    assert vertical_contrast[masks].mean() < vertical_contrast[sediment].mean()
+
+
+def test_standin_is_reproducible_and_never_overwrites(tmp_path):
+    a = make_synthetic_tgs(tmp_path / "a", n_train=15, n_test=5, seed=7)
+    b = make_synthetic_tgs(tmp_path / "b", n_train=15, n_test=5, seed=7)
+    digest = lambda root: {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+                           for p in sorted(root.rglob("*")) if p.is_file()}
+    assert digest(a) == digest(b)
+    user_file = next((a / "train/images").glob("*.png"))
+    user_file.write_bytes(b"my own edit")
+    make_synthetic_tgs(a, n_train=15, n_test=5, seed=7)
+    assert user_file.read_bytes() == b"my own edit"
+
+
+# --- the dataset and the split --------------------------------------------------------------
+
+@pytest.mark.parametrize("size, side", [("pad", 128), ("resize", 104), ("none", 101)])
+def test_dataset_shapes_dtypes_and_values(standin, size, side):
+    ds = TGSSaltDataset(standin, channels=3, size=size)
+    image, mask = ds[0]
+    assert image.shape == (3, side, side) and mask.shape == (1, side, side)
+    assert image.dtype == mask.dtype == torch.float32
+    assert 0 <= image.min() and image.max() <= 1
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert ds.restore(mask[None]).shape == (1, 1, 101, 101)
+
+
+def test_padding_is_undone_exactly(standin):
+    ds = TGSSaltDataset(standin, channels=1, size="pad")
+    original = torch.from_numpy(ds.arrays.masks[:4]).float().unsqueeze(1)
+    assert torch.equal(ds.restore(ds.masks[:4]), original)
+
+
+def test_depth_channel_and_one_channel(standin):
+    ds = TGSSaltDataset(standin, channels=1, depth_channel=True)
+    image, _ = ds[2]
+    assert image.shape[0] == ds.in_channels == 2
+    assert torch.allclose(image[1], torch.full_like(image[1], float(ds.arrays.depths[2]) / 1000))
+
+
+def test_flips_apply_identically_to_image_and_mask(standin):
+    ds = TGSSaltDataset(standin, channels=1, size="none", augment=True)
+    plain = TGSSaltDataset(ds.arrays, channels=1, size="none")
+    index = int(np.argmax([0 < c < 1 for c in ds.arrays.coverage]))
+    torch.manual_seed(0)
+    seen_flip = seen_plain = False
+    for _ in range(20):
+        image, mask = ds[index]
+        flipped = torch.equal(image, plain[index][0].flip(-1))
+        assert torch.equal(mask, plain[index][1].flip(-1) if flipped else plain[index][1])
+        seen_flip |= flipped
+        seen_plain |= not flipped
+    assert seen_flip and seen_plain
+
+
+def test_test_split_returns_images_and_indices(standin):
+    ds = TGSSaltDataset(standin, split="test", size="none")
+    image, index = ds[3]
+    assert image.shape == (3, 101, 101) and index == 3 and len(ds) == 20
+
+
+def test_stratified_split_is_seeded_80_20_and_balanced(standin):
+    arrays = load_tgs_split(standin)
+    classes = coverage_class(arrays.coverage)
+    train, val = stratified_split(arrays.ids, classes, seed=1)
+    assert len(val) == pytest.approx(0.2 * len(arrays), abs=len(np.unique(classes)))
+    assert not set(train) & set(val) and len(train) + len(val) == len(arrays)
+    assert (train, val) == stratified_split(arrays.ids, classes, seed=1)
+    assert val != stratified_split(arrays.ids, classes, seed=2)[1]
+    empty_share = lambda ids: np.mean([classes[arrays.ids.index(i)] == 0 for i in ids])
+    assert abs(empty_share(train) - empty_share(val)) < 0.05
+
+
+def test_coverage_class():
+    assert coverage_class([0, 0.001, 0.1, 0.55, 1.0]).tolist() == [0, 1, 1, 6, 10]
+
+
+# --- bad input: a clear error naming the file or id, nothing changed ------------------------
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(TGSDataError, match="does not exist.*get_tgs_salt"):
+        load_tgs_split(tmp_path / "nowhere")
+
+
+def snapshot(root: Path) -> dict:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_image_without_mask(standin, tmp_path):
+    root = copy_of(standin, tmp_path)
+    victim = next((root / "train/masks").glob("*.png"))
+    victim.unlink()
+    before = snapshot(root)
+    with pytest.raises(TGSDataError, match=f"{victim.stem}.png has no mask"):
+        load_tgs_split(root)
+    assert snapshot(root) == before
+
+
+def test_corrupt_png(standin, tmp_path):
+    root = copy_of(standin, tmp_path)
+    victim = next((root / "train/images").glob("*.png"))
+    victim.write_bytes(victim.read_bytes()[:60])  # a truncated file
+    with pytest.raises(TGSDataError, match=f"{victim.stem}.png: cannot be read"):
+        load_tgs_split(root)
+    assert victim.stat().st_size == 60
+
+
+def test_wrongly_sized_png(standin, tmp_path):
+    root = copy_of(standin, tmp_path)
+    victim = next((root / "train/images").glob("*.png"))
+    Image.new("L", (128, 101)).save(victim)
+    with pytest.raises(TGSDataError, match=f"{victim.stem}.png: is 128x101 pixels, expected 101x101"):
+        load_tgs_split(root)
+
+
+def test_mask_with_values_other_than_0_and_255(standin, tmp_path):
+    root = copy_of(standin, tmp_path)
+    victim = next((root / "train/masks").glob("*.png"))
+    Image.fromarray(np.full((101, 101), 128, np.uint8)).save(victim)
+    with pytest.raises(TGSDataError, match=f"{victim.stem}.png: a mask must hold only 0 and 255, found values \\[128\\]"):
+        load_tgs_split(root)
+
+
+def test_sixteen_bit_masks_are_accepted(tmp_path):
+    path = tmp_path / "m.png"
+    Image.fromarray(np.where(np.eye(101, dtype=bool), 65535, 0).astype(np.uint16)).save(path)
+    assert data._read_png(path, "mask").sum() == 101
+
+
+# --- the Kaggle download, with a fake API (no network in tests) ------------------------------
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
+
+
+def test_download_without_credentials_says_where_they_go(no_credentials, tmp_path):
+    with pytest.raises(TGSDataError) as err:
+        data.download_tgs_salt(tmp_path / "tgs")
+    message = str(err.value)
+    for hint in ("~/.kaggle/kaggle.json", "KAGGLE_USERNAME", "KAGGLE_KEY", "Colab", "secrets"):
+        assert hint in message
+    assert not (tmp_path / "tgs").exists()
+
+
+class FakeApi:
+    """Stands in for kaggle's KaggleApi: writes a competition archive or refuses like Kaggle does."""
+
+    def __init__(self, standin: Path, status: int | None = None, truncate: bool = False):
+        self.standin, self.status, self.truncate, self.calls = standin, status, truncate, []
+
+    def competition_download_files(self, competition, path, force=False, quiet=True):
+        self.calls.append((competition, force))
+        if self.status:
+            err = Exception(f"({self.status}) Reason: Forbidden")
+            err.status = self.status
+            raise err
+        archive = Path(path) / f"{competition}.zip"
+        with zipfile.ZipFile(archive, "w") as outer:
+            for name in ("train.csv", "depths.csv", "sample_submission.csv"):
+                outer.write(self.standin / name, name)
+            for split in ("train", "test"):
+                inner_path = Path(path) / f"_{split}.zip"
+                with zipfile.ZipFile(inner_path, "w") as inner:
+                    for png in (self.standin / split).rglob("*.png"):
+                        inner.write(png, png.relative_to(self.standin / split).as_posix())
+                outer.write(inner_path, f"{split}.zip")
+                inner_path.unlink()
+        if self.truncate:
+            archive.write_bytes(archive.read_bytes()[:1000])
+            self.truncate = False
+
+
+def test_download_rules_not_accepted(standin, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_kaggle_api", lambda: FakeApi(standin, status=403))
+    with pytest.raises(TGSDataError, match="accept the competition's rules at https://www.kaggle.com/c/tgs-salt"):
+        data.download_tgs_salt(tmp_path / "tgs")
+
+
+def test_download_unpacks_into_kaggles_layout_and_is_idempotent(standin, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "N_TRAIN", 120)
+    monkeypatch.setattr(data, "N_TEST", 20)
+    api = FakeApi(standin, truncate=True)
+    monkeypatch.setattr(data, "_kaggle_api", lambda: api)
+    root = tmp_path / "tgs"
+    root.mkdir()
+    (root / "my_notes.txt").write_text("keep me")
+    # First call: the archive arrives truncated, so the function reports it and fetches nothing more.
+    with pytest.raises(TGSDataError, match="incomplete after the download"):
+        data.download_tgs_salt(root)
+    # Second call: the truncated archive is fetched again (force), then unpacked.
+    data.download_tgs_salt(root)
+    assert api.calls[-1] == (data.COMPETITION, True)
+    assert layout_problems(root, 120, 20) == []
+    assert (root / "my_notes.txt").read_text() == "keep me"
+    assert np.array_equal(load_tgs_split(root).masks, load_tgs_split(standin).masks)
+    # Third call: complete, nothing fetched.
+    calls = len(api.calls)
+    data.download_tgs_salt(root)
+    assert len(api.calls) == calls
+
+
+def test_get_tgs_salt_falls_back_to_the_standin_with_a_banner(no_credentials, tmp_path, monkeypatch, capsys):
+    made = []
+    monkeypatch.setattr(data, "make_synthetic_tgs", lambda root: made.append(root))
+    source = data.get_tgs_salt(tmp_path / "real", standin_root=tmp_path / "standin")
+    assert source.synthetic and made == [tmp_path / "standin"]
+    out = capsys.readouterr().out
+    assert "OFFLINE STAND-IN" in out and "synthetic" in out and out.count("\n") == 1
+
+
+def test_importing_the_package_needs_no_credentials():
+    import subprocess
+    import sys
+    code = "import unet_helpers.data, sys; assert 'kaggle' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env={"HOME": "/nonexistent", "PATH": ""})
