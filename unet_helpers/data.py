@@ -231,6 +231,8 @@ class TGSSaltDataset(Dataset):
         depth_channel: append the tile's depth (z / 1000) as one more constant channel.
         size: "pad" (reflect-pad 101 -> 128, crop predictions back with :meth:`restore`),
             "resize" (bilinear to 104, as the earlier project did) or "none" (keep 101).
+        side: the side to pad or resize to, instead of 128 or 104 (e.g. 144 for a valid-padding
+            U-Net whose output must still cover the whole 101x101 tile).
         augment: random horizontal flips, applied identically to image and mask.
 
     Items: ``(image, mask)`` with image (C, S, S) float32 in [0, 1] and mask (1, S, S) float32
@@ -238,11 +240,17 @@ class TGSSaltDataset(Dataset):
     """
 
     def __init__(self, source: str | Path | TGSArrays, split: str = "train", ids: list[str] | None = None,
-                 channels: int = 3, depth_channel: bool = False, size: str = "pad", augment: bool = False) -> None:
+                 channels: int = 3, depth_channel: bool = False, size: str = "pad", augment: bool = False,
+                 side: int | None = None) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         if size not in ("pad", "resize", "none"):
             raise ValueError(f"size must be 'pad', 'resize' or 'none', got {size!r}")
+        if size != "none" and side is not None and side < SIDE:
+            raise ValueError(f"side must be at least {SIDE} to {size} a {SIDE}x{SIDE} tile, got {side}")
+        self._side = side if side is not None else {"pad": PAD_SIDE, "resize": RESIZE_SIDE, "none": SIDE}[size]
+        if size == "none":
+            self._side = SIDE
         arrays = source if isinstance(source, TGSArrays) else load_tgs_split(source, split)
         if ids is not None:
             arrays = arrays.subset(ids)
@@ -256,7 +264,8 @@ class TGSSaltDataset(Dataset):
 
     @property
     def side(self) -> int:
-        return {"pad": PAD_SIDE, "resize": RESIZE_SIDE, "none": SIDE}[self.size]
+        """Side of the images this dataset returns."""
+        return self._side
 
     @property
     def in_channels(self) -> int:
@@ -266,18 +275,27 @@ class TGSSaltDataset(Dataset):
     def _fit(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         """(N, 1, 101, 101) -> (N, 1, S, S) by the chosen size strategy."""
         if self.size == "pad":
-            before = (PAD_SIDE - SIDE) // 2
-            return F.pad(x, (before, PAD_SIDE - SIDE - before) * 2, mode="reflect")
+            before = (self.side - SIDE) // 2
+            return F.pad(x, (before, self.side - SIDE - before) * 2, mode="reflect")
         if self.size == "resize":
             mode = "bilinear" if kind == "image" else "nearest"
-            return F.interpolate(x, size=(RESIZE_SIDE, RESIZE_SIDE), mode=mode, **({"align_corners": False} if kind == "image" else {}))
+            return F.interpolate(x, size=(self.side, self.side), mode=mode, **({"align_corners": False} if kind == "image" else {}))
         return x
 
     def restore(self, output: torch.Tensor) -> torch.Tensor:
-        """Bring (N, C, S, S) predictions back to the original (N, C, 101, 101) tile."""
+        """Bring (N, C, s, s) predictions back to the original (N, C, 101, 101) tile.
+
+        ``s`` may be smaller than the input side (a valid-padding U-Net's output is the centre of
+        its input), as long as the output still covers the tile.
+        """
         if self.size == "pad":
-            before = (PAD_SIDE - SIDE) // 2
-            return output[..., before : before + SIDE, before : before + SIDE]
+            offset = (self.side - SIDE) // 2 - (self.side - output.shape[-1]) // 2  # tile's start in the output
+            if offset < 0 or offset + SIDE > output.shape[-1]:
+                raise ValueError(
+                    f"an output of side {output.shape[-1]} from inputs of side {self.side} does not cover the "
+                    f"{SIDE}x{SIDE} tile; pad to a larger side"
+                )
+            return output[..., offset : offset + SIDE, offset : offset + SIDE]
         if self.size == "resize":
             return F.interpolate(output, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
         return output

@@ -1,0 +1,315 @@
+"""Training and evaluation: ``train_step``, ``eval_step``, ``predict`` and ``train``.
+
+``train`` runs epochs of ``train_step`` and ``eval_step``, steps any torch LR scheduler, and
+writes a checkpoint after every epoch (``last.pt``: model, optimizer, scheduler, grad scaler,
+history, config and random-number state) plus ``best.pt`` whenever the validation
+``tgs_score`` improves. After a Colab disconnect, ``train(..., resume=True)`` continues from
+``last.pt`` and produces the same history as a run that was never interrupted.
+
+On CUDA it trains in mixed precision (bfloat16 where the GPU supports it, else float16 with a
+gradient scaler) and in channels_last memory format; on the CPU in plain float32.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, SequentialSampler
+from tqdm.auto import tqdm
+
+from . import metrics
+from .models import center_crop
+from .utils import seed_everything
+
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_tgs", "val_iou", "val_dice", "lr", "seconds")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit; the message names the file and what to do."""
+
+
+# ---------------------------------------------------------------------------
+# Precision and memory format
+# ---------------------------------------------------------------------------
+
+
+def amp_dtype_for(device: torch.device, amp: bool = True) -> torch.dtype | None:
+    """bfloat16 on GPUs that support it, float16 on older GPUs, None (float32) on the CPU."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def match_target(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Centre-crop the target to the output's side (a valid-padding U-Net's output is smaller)."""
+    if target.shape[-2:] == logits.shape[-2:]:
+        return target
+    return center_crop(target, *logits.shape[-2:])
+
+
+# ---------------------------------------------------------------------------
+# One epoch
+# ---------------------------------------------------------------------------
+
+
+def train_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+               device: torch.device, scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
+               channels_last: bool = False, progress: bool = False) -> float:
+    """One pass over ``loader`` updating ``model``; returns the mean training loss per image."""
+    model.train()
+    total, count = 0.0, 0
+    for images, masks in tqdm(loader, desc="train", leave=False, disable=not progress):
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images)
+            loss = loss_fn(logits.float(), match_target(masks, logits))
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:  # float16 needs loss scaling so small gradients do not underflow
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        total += loss.item() * len(images)
+        count += len(images)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None = None,
+            channels_last: bool = False, hflip_tta: bool = False, progress: bool = False) -> torch.Tensor:
+    """Salt probabilities for every item of ``loader``, in order, at the original tile size.
+
+    Returns (N, 1, H, W) float32 on the CPU. The dataset's ``restore`` (if it has one) crops
+    padding or undoes resizing. With ``hflip_tta`` the prediction of the mirrored image is
+    mirrored back and averaged in (horizontal-flip test-time augmentation).
+    """
+    model.eval()
+    restore = getattr(loader.dataset, "restore", lambda x: x)
+    out = []
+    for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
+        images = batch[0].to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            probs = torch.sigmoid(model(images).float())
+            if hflip_tta:
+                probs = (probs + torch.sigmoid(model(images.flip(-1)).float()).flip(-1)) / 2
+        out.append(restore(probs).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def eval_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device,
+              amp_dtype: torch.dtype | None = None, channels_last: bool = False, threshold: float = 0.5,
+              progress: bool = False) -> dict[str, float]:
+    """Validation loss and metrics: tgs_score, IoU and Dice on the original 101x101 masks.
+
+    ``loader`` must not shuffle: predictions are matched to the dataset's masks in order.
+    """
+    if not isinstance(loader.sampler, SequentialSampler):
+        raise ValueError("eval_step needs a loader with shuffle=False, so predictions line up with the masks")
+    model.eval()
+    restore = getattr(loader.dataset, "restore", lambda x: x)
+    total, count, preds, truths = 0.0, 0, [], []
+    for images, masks in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images).float()
+            target = match_target(masks, logits)
+            loss = loss_fn(logits, target)
+        total += loss.item() * len(images)
+        count += len(images)
+        preds.append((restore(torch.sigmoid(logits)) > threshold).cpu())
+        truths.append(restore(target).cpu() > 0.5)
+    pred, truth = torch.cat(preds), torch.cat(truths)
+    arrays = getattr(loader.dataset, "arrays", None)
+    if arrays is not None and arrays.masks is not None and len(arrays.masks) == len(pred):
+        truth = arrays.masks  # the original masks, untouched by padding or resizing
+    return {
+        "loss": total / max(count, 1),
+        "tgs": metrics.tgs_score(pred, truth),
+        "iou": metrics.iou(pred, truth),
+        "dice": metrics.dice(pred, truth),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------
+
+
+def _rng_state() -> dict:
+    """Every random-number state that shapes training, as plain tensors and lists (weights_only-safe)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
+
+
+def save_checkpoint(path: str | Path, **content) -> None:
+    """Write a checkpoint atomically: an interruption while saving never leaves a broken file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(content, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, optimizer=None, scheduler=None, scaler=None,
+                    config: dict | None = None, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint (with ``weights_only=True``) and restore whatever objects are given.
+
+    Raises ``CheckpointError`` naming the file when it is missing, unreadable (truncated,
+    not a checkpoint) or from another configuration or network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train first, or check the path")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
+            "it may be truncated or not a checkpoint: use another file or train again"
+        ) from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"{path} is not a checkpoint of this project (no 'model' entry)")
+    saved_model_config = checkpoint.get("model_config")
+    if model is not None and saved_model_config is not None and hasattr(model, "config") and model.config() != saved_model_config:
+        raise CheckpointError(
+            f"{path} was saved for UNet({_fmt(saved_model_config)}) but the model is UNet({_fmt(model.config())}); "
+            "build the model from the checkpoint's 'model_config' or use a matching checkpoint"
+        )
+    if config is not None and checkpoint.get("config") not in (None, config):
+        changed = {k for k in set(config) | set(checkpoint["config"]) if config.get(k) != checkpoint["config"].get(k)}
+        raise CheckpointError(
+            f"{path} belongs to a run with another configuration (differs in: {', '.join(sorted(changed))}); "
+            "resume with the same settings, or start a new run in another folder"
+        )
+    try:
+        if model is not None:
+            model.load_state_dict(checkpoint["model"])
+        if optimizer is not None and checkpoint.get("optimizer") is not None:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler is not None and checkpoint.get("scheduler") is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        if scaler is not None and checkpoint.get("scaler") is not None:
+            scaler.load_state_dict(checkpoint["scaler"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path} does not fit this model or optimizer: {str(err).splitlines()[0][:200]}") from None
+    return checkpoint
+
+
+def _fmt(config: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in config.items())
+
+
+# ---------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------
+
+
+def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, loss_fn: nn.Module,
+          optimizer: torch.optim.Optimizer, epochs: int, *, scheduler=None, device: torch.device | str | None = None,
+          checkpoint_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False, seed: int = 0,
+          amp: bool = True, config: dict | None = None, progress: bool = True, verbose: bool = True,
+          on_epoch_end: Callable[[int, dict], None] | None = None) -> dict[str, list]:
+    """Train for ``epochs`` epochs and return the history (one list entry per epoch for HISTORY_KEYS).
+
+    Args:
+        scheduler: any torch LR scheduler; ReduceLROnPlateau is stepped with the validation loss.
+        checkpoint_dir: where ``last.pt`` (every epoch) and ``best.pt`` (best validation tgs) go.
+        resume: continue from ``checkpoint_dir/last.pt`` if it exists (same config required).
+        overwrite: start again even though ``checkpoint_dir`` already holds a run.
+        config: plain settings saved with the checkpoints and compared on resume.
+        on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch's checkpoint.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    amp_dtype = amp_dtype_for(device, amp)
+    channels_last = device.type == "cuda"
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    config = dict(config or {})
+    model_config = model.config() if hasattr(model, "config") else None
+
+    history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
+    start_epoch, best = 1, -1.0
+    last_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
+    if last_path is not None and last_path.exists() and resume:
+        checkpoint = load_checkpoint(last_path, model, optimizer, scheduler, scaler, config=config, map_location=device)
+        history, best = checkpoint["history"], checkpoint["best_score"]
+        start_epoch = checkpoint["epoch"] + 1
+        _set_rng_state(checkpoint["rng"])
+        if verbose:
+            print(f"resumed from {last_path} after epoch {checkpoint['epoch']}")
+    else:
+        if last_path is not None and last_path.exists() and not overwrite:
+            raise CheckpointError(
+                f"{last_path} already holds a run; pass resume=True to continue it, overwrite=True to start "
+                "again, or choose another checkpoint_dir"
+            )
+        seed_everything(seed)
+
+    bar = tqdm(range(start_epoch, epochs + 1), desc="epochs", disable=not progress, initial=start_epoch - 1, total=epochs)
+    for epoch in bar:
+        started = time.perf_counter()
+        train_loss = train_step(model, train_loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last, progress)
+        val = eval_step(model, val_loader, loss_fn, device, amp_dtype, channels_last, progress=progress)
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val["loss"])
+            else:
+                scheduler.step()
+        row = dict(epoch=epoch, train_loss=train_loss, val_loss=val["loss"], val_tgs=val["tgs"], val_iou=val["iou"],
+                   val_dice=val["dice"], lr=lr, seconds=time.perf_counter() - started)
+        for key in HISTORY_KEYS:
+            history[key].append(row[key])
+        improved = val["tgs"] > best
+        best = max(best, val["tgs"])
+        if checkpoint_dir is not None:
+            content = dict(
+                epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict() if scheduler is not None else None,
+                scaler=scaler.state_dict() if scaler is not None else None, history=history, config=config,
+                model_config=model_config, best_score=best, rng=_rng_state(),
+            )
+            save_checkpoint(last_path, **content)
+            if improved:
+                save_checkpoint(Path(checkpoint_dir) / "best.pt", **content)
+        bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val['loss']:.3f}", tgs=f"{val['tgs']:.3f}")
+        if verbose:
+            tqdm.write(f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+                       f"val tgs {val['tgs']:.4f}  iou {val['iou']:.4f}  lr {lr:.2e}  {row['seconds']:.1f}s"
+                       + ("  *best" if improved else ""))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+    return history
