@@ -330,3 +330,22 @@ def test_importing_the_package_needs_no_credentials():
     import sys
     code = "import unet_helpers.data, sys; assert 'kaggle' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={"HOME": "/nonexistent", "PATH": ""})
+
+
+# --- submissions ---------------------------------------------------------------------------
+
+def test_submission_round_trip_and_checks(standin, tmp_path):
+    test_ids = sorted(p.stem for p in (standin / "test/images").glob("*.png"))
+    masks = np.zeros((len(test_ids), 101, 101), np.uint8)
+    masks[0, :, :3] = 1
+    path = data.write_submission(tmp_path / "submission.csv", test_ids, masks)
+    assert data.check_submission(path, standin / "sample_submission.csv") == len(test_ids)
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["rle_mask"] == "1 303" and rows[1]["rle_mask"] == ""
+    data.write_submission(tmp_path / "short.csv", test_ids[1:], masks[1:])
+    with pytest.raises(TGSDataError, match="1 missing"):
+        data.check_submission(tmp_path / "short.csv", standin / "sample_submission.csv")
+    (tmp_path / "bad.csv").write_text("id,rle_mask\n" + "\n".join(f"{i},1 99999" for i in test_ids))
+    with pytest.raises(TGSDataError, match="past the 101x101"):
+        data.check_submission(tmp_path / "bad.csv", standin / "sample_submission.csv")

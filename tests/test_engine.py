@@ -122,3 +122,17 @@ def test_valid_padding_network_is_trained_and_scored_on_the_whole_tile(tiny_data
     assert set(result) == {"loss", "tgs", "iou", "dice"}
     with pytest.raises(ValueError, match="shuffle=False"):
         eval_step(model, DataLoader(big_val, batch_size=8, shuffle=True), BCEDiceLoss(), torch.device("cpu"))
+
+
+def test_model_from_checkpoint_rebuilds_the_network(tiny_data, tmp_path):
+    from unet_helpers.engine import model_from_checkpoint
+    model, optimizer, _ = make_run()
+    train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, progress=False, verbose=False)
+    rebuilt, checkpoint = model_from_checkpoint(tmp_path / "last.pt")
+    assert rebuilt.config() == model.config() and checkpoint["epoch"] == 1
+    x = torch.rand(2, 1, 112, 112)
+    model.eval(), rebuilt.eval()
+    assert torch.equal(model.cpu()(x), rebuilt(x))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt cannot be read"):
+        model_from_checkpoint(tmp_path / "junk.pt")

@@ -341,6 +341,41 @@ def stratified_split(ids: list[str], classes, val_fraction: float = 0.2, seed: i
     return train_ids, val_ids
 
 
+def write_submission(path: str | Path, ids: list[str], masks: np.ndarray) -> Path:
+    """Write a Kaggle submission: a header ``id,rle_mask`` and one row per tile, masks (N, 101, 101) binary."""
+    path = Path(path)
+    if len(ids) != len(masks):
+        raise ValueError(f"got {len(ids)} ids but {len(masks)} masks")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "rle_mask"])
+        writer.writerows((id_, rle_encode(m)) for id_, m in zip(ids, masks))
+    return path
+
+
+def check_submission(path: str | Path, sample_path: str | Path) -> int:
+    """Check a submission against Kaggle's ``sample_submission.csv``: same header and ids, every RLE valid.
+
+    Returns the number of rows; raises ``TGSDataError`` naming the first problem.
+    """
+    rows, sample = read_csv(Path(path)), read_csv(Path(sample_path))
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if header != ["id", "rle_mask"]:
+        raise TGSDataError(f"{path}: the header must be 'id,rle_mask', found {','.join(header)!r}")
+    ids, expected = [r["id"] for r in rows], {r["id"] for r in sample}
+    if len(ids) != len(set(ids)):
+        raise TGSDataError(f"{path}: some ids appear more than once")
+    if set(ids) != expected:
+        missing, extra = expected - set(ids), set(ids) - expected
+        raise TGSDataError(f"{path}: ids differ from {sample_path}: {len(missing)} missing (e.g. {sorted(missing)[:3]}), "
+                           f"{len(extra)} unknown (e.g. {sorted(extra)[:3]})")
+    for r in rows:
+        rle_decode(r["rle_mask"], name=f"{path}: id {r['id']}")
+    return len(rows)
+
+
 # ---------------------------------------------------------------------------
 # The offline stand-in
 # ---------------------------------------------------------------------------

@@ -226,6 +226,24 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, optimizer=
     return checkpoint
 
 
+def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the U-Net a checkpoint was saved from and load its weights; returns (model, checkpoint)."""
+    from .models import UNet  # local import: models does not need the engine
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train first, or check the path")
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+        model = UNet(**saved["model_config"])
+    except Exception as err:
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint of this project ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
+            "it may be truncated or from another program: use another file or train again"
+        ) from None
+    return model, load_checkpoint(path, model, map_location=map_location)
+
+
 def _fmt(config: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in config.items())
 

@@ -146,3 +146,22 @@ def show_tiles(images, masks, titles: Sequence[str] | None = None, predictions=N
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def plot_history(histories: dict[str, dict] | dict, metric: str = "val_tgs") -> plt.Figure:
+    """Loss curves (solid: train, dashed: validation) and a validation metric, one colour per run.
+
+    ``histories`` is one history from ``engine.train`` or a {name: history} dict of several.
+    """
+    if "epoch" in histories:
+        histories = {"run": histories}
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3))
+    for k, (name, h) in enumerate(histories.items()):
+        color = f"C{k}"
+        ax_loss.plot(h["epoch"], h["train_loss"], color=color, label=f"{name} train")
+        ax_loss.plot(h["epoch"], h["val_loss"], color=color, linestyle="--", label=f"{name} val")
+        ax_metric.plot(h["epoch"], h[metric], color=color, marker="o", markersize=3, label=name)
+    ax_loss.set_xlabel("epoch"), ax_loss.set_ylabel("loss"), ax_loss.legend(fontsize=6)
+    ax_metric.set_xlabel("epoch"), ax_metric.set_ylabel(metric), ax_metric.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

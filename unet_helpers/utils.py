@@ -37,3 +37,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def print_table(rows: list[dict], floats: str = ".3g") -> None:
+    """Print a list of dicts as an aligned text table (one column per key of the first row)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    cell = lambda v: format(v, floats) if isinstance(v, float) else str(v)  # noqa: E731
+    cells = [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
