@@ -136,3 +136,17 @@ def test_model_from_checkpoint_rebuilds_the_network(tiny_data, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt cannot be read"):
         model_from_checkpoint(tmp_path / "junk.pt")
+
+
+def test_precise_batch_norm_matches_the_data_statistics():
+    from unet_helpers.engine import recalibrate_batch_norm
+    torch.manual_seed(0)
+    norm = torch.nn.BatchNorm2d(3)
+    norm.running_mean.fill_(5.0)  # stale statistics, as after a fast-moving epoch
+    data = torch.randn(64, 3, 4, 4) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1) + 1.0
+    loader = DataLoader(torch.utils.data.TensorDataset(data, data), batch_size=16)
+    recalibrate_batch_norm(norm, loader, torch.device("cpu"), batches=4)
+    torch.testing.assert_close(norm.running_mean, data.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    # the average of the 4 batches' unbiased variances, close to the data's variance
+    torch.testing.assert_close(norm.running_var, data.var((0, 2, 3)), rtol=0.05, atol=0.0)
+    assert norm.momentum == 0.1  # restored for the next epoch

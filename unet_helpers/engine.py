@@ -19,8 +19,9 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler
 from tqdm.auto import tqdm
 
 from . import metrics
@@ -32,6 +33,53 @@ HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_tgs", "val_iou", "val_di
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit; the message names the file and what to do."""
+
+
+# ---------------------------------------------------------------------------
+# Several processes (torchrun): who am I, and adding numbers up over all ranks
+# ---------------------------------------------------------------------------
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless torch.distributed was initialised (e.g. under torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum numbers over all ranks (a no-op in a single process)."""
+    if rank_and_world()[1] == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+class ShardSampler(Sampler[int]):
+    """Items rank, rank + world, rank + 2 world, ... in order: each validation tile on exactly one rank.
+
+    Unlike DistributedSampler, it never repeats items to even out the shards, so metrics summed
+    over ranks are exactly the metrics of the whole validation set.
+    """
+
+    def __init__(self, dataset, rank: int | None = None, world: int | None = None) -> None:
+        default_rank, default_world = rank_and_world()
+        self.n, self.rank = len(dataset), default_rank if rank is None else rank
+        self.world = default_world if world is None else world
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel (or torch.compile) wrapper."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+    return model
 
 
 # ---------------------------------------------------------------------------
@@ -81,7 +129,42 @@ def train_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimiz
             optimizer.step()
         total += loss.item() * len(images)
         count += len(images)
+    total, count = all_sum([total, count], device)
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, loader: DataLoader, device: torch.device, batches: int = 20,
+                           amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> None:
+    """Recompute every BatchNorm's running mean and variance exactly, over ``batches`` training batches.
+
+    BatchNorm's running statistics are a moving average taken while the weights change. With a
+    high learning rate they lag behind the weights, and the network in eval mode (which uses
+    them) can be far worse than in train mode. Averaging fresh statistics with frozen weights
+    ("precise BN", Wu & Johnson 2021) removes that lag. A no-op for networks without BatchNorm.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # None: a cumulative (equal-weight) average over the batches below
+    model.train()
+    for k, (images, _) in enumerate(loader):
+        if k == batches:
+            break
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            model(images)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+        if rank_and_world()[1] > 1:  # the same statistics on every rank
+            for buffer in (m.running_mean, m.running_var):
+                dist.all_reduce(buffer)
+                buffer /= rank_and_world()[1]
 
 
 @torch.no_grad()
@@ -114,13 +197,17 @@ def eval_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: 
               progress: bool = False) -> dict[str, float]:
     """Validation loss and metrics: tgs_score, IoU and Dice on the original 101x101 masks.
 
-    ``loader`` must not shuffle: predictions are matched to the dataset's masks in order.
+    ``loader`` must not shuffle: predictions are matched to the dataset's masks in order. Under
+    torchrun give it a :class:`ShardSampler`; the sums are then added up over all ranks.
     """
-    if not isinstance(loader.sampler, SequentialSampler):
+    if not isinstance(loader.sampler, (SequentialSampler, ShardSampler)):
         raise ValueError("eval_step needs a loader with shuffle=False, so predictions line up with the masks")
     model.eval()
     restore = getattr(loader.dataset, "restore", lambda x: x)
-    total, count, preds, truths = 0.0, 0, [], []
+    arrays = getattr(loader.dataset, "arrays", None)
+    use_originals = isinstance(loader.sampler, SequentialSampler) and arrays is not None and arrays.masks is not None
+    sums = np.zeros(5)  # loss * n, n, tgs, iou, dice
+    seen = 0
     for images, masks in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         if channels_last:
@@ -129,20 +216,17 @@ def eval_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: 
             logits = model(images).float()
             target = match_target(masks, logits)
             loss = loss_fn(logits, target)
-        total += loss.item() * len(images)
-        count += len(images)
-        preds.append((restore(torch.sigmoid(logits)) > threshold).cpu())
-        truths.append(restore(target).cpu() > 0.5)
-    pred, truth = torch.cat(preds), torch.cat(truths)
-    arrays = getattr(loader.dataset, "arrays", None)
-    if arrays is not None and arrays.masks is not None and len(arrays.masks) == len(pred):
-        truth = arrays.masks  # the original masks, untouched by padding or resizing
-    return {
-        "loss": total / max(count, 1),
-        "tgs": metrics.tgs_score(pred, truth),
-        "iou": metrics.iou(pred, truth),
-        "dice": metrics.dice(pred, truth),
-    }
+        pred = (restore(torch.sigmoid(logits)) > threshold).cpu()
+        if use_originals:  # the original masks, untouched by padding or resizing
+            truth = arrays.masks[seen : seen + len(images)]
+        else:
+            truth = restore(target).cpu() > 0.5
+        seen += len(images)
+        sums += [loss.item() * len(images), len(images), metrics.tgs_score_per_image(pred, truth).sum(),
+                 metrics.iou_per_image(pred, truth).sum(), metrics.dice_per_image(pred, truth).sum()]
+    loss_sum, n, tgs, iou, dice = all_sum(sums.tolist(), device)
+    n = max(n, 1)
+    return {"loss": loss_sum / n, "tgs": tgs / n, "iou": iou / n, "dice": dice / n}
 
 
 # ---------------------------------------------------------------------------
@@ -257,7 +341,7 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
           optimizer: torch.optim.Optimizer, epochs: int, *, scheduler=None, device: torch.device | str | None = None,
           checkpoint_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False, seed: int = 0,
           amp: bool = True, config: dict | None = None, progress: bool = True, verbose: bool = True,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> dict[str, list]:
+          precise_bn_batches: int = 20, on_epoch_end: Callable[[int, dict], None] | None = None) -> dict[str, list]:
     """Train for ``epochs`` epochs and return the history (one list entry per epoch for HISTORY_KEYS).
 
     Args:
@@ -266,9 +350,14 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
         resume: continue from ``checkpoint_dir/last.pt`` if it exists (same config required).
         overwrite: start again even though ``checkpoint_dir`` already holds a run.
         config: plain settings saved with the checkpoints and compared on resume.
+        precise_bn_batches: after each epoch, recompute BatchNorm statistics over this many training
+            batches (see ``recalibrate_batch_norm``); 0 keeps the moving averages.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch's checkpoint.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    rank, world = rank_and_world()
+    is_main = rank == 0
+    progress, verbose = progress and is_main, verbose and is_main  # one process talks and writes
     amp_dtype = amp_dtype_for(device, amp)
     channels_last = device.type == "cuda"
     model.to(device)
@@ -276,16 +365,18 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
         model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     config = dict(config or {})
-    model_config = model.config() if hasattr(model, "config") else None
+    model_config = unwrap(model).config() if hasattr(unwrap(model), "config") else None
 
     history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
     start_epoch, best = 1, -1.0
     last_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     if last_path is not None and last_path.exists() and resume:
-        checkpoint = load_checkpoint(last_path, model, optimizer, scheduler, scaler, config=config, map_location=device)
+        checkpoint = load_checkpoint(last_path, unwrap(model), optimizer, scheduler, scaler, config=config,
+                                     map_location=device)
         history, best = checkpoint["history"], checkpoint["best_score"]
         start_epoch = checkpoint["epoch"] + 1
-        _set_rng_state(checkpoint["rng"])
+        if world == 1:
+            _set_rng_state(checkpoint["rng"])  # exact continuation of a single-process run
         if verbose:
             print(f"resumed from {last_path} after epoch {checkpoint['epoch']}")
     else:
@@ -295,11 +386,20 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
                 "again, or choose another checkpoint_dir"
             )
         seed_everything(seed)
+    if checkpoint_dir is not None and world > 1:
+        dist.barrier()  # every rank has read the old checkpoint before rank 0 writes a new one
 
     bar = tqdm(range(start_epoch, epochs + 1), desc="epochs", disable=not progress, initial=start_epoch - 1, total=epochs)
     for epoch in bar:
         started = time.perf_counter()
+        if world > 1:
+            # Each rank draws its own augmentations; seeding per epoch keeps a resume with another
+            # number of processes well defined.
+            seed_everything(seed + 1000 * epoch + rank)
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)  # a new shuffle every epoch, the same on every rank
         train_loss = train_step(model, train_loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last, progress)
+        recalibrate_batch_norm(model, train_loader, device, precise_bn_batches, amp_dtype, channels_last)
         val = eval_step(model, val_loader, loss_fn, device, amp_dtype, channels_last, progress=progress)
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
@@ -313,9 +413,9 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
             history[key].append(row[key])
         improved = val["tgs"] > best
         best = max(best, val["tgs"])
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and is_main:
             content = dict(
-                epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                epoch=epoch, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler is not None else None,
                 scaler=scaler.state_dict() if scaler is not None else None, history=history, config=config,
                 model_config=model_config, best_score=best, rng=_rng_state(),
@@ -323,6 +423,8 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
             save_checkpoint(last_path, **content)
             if improved:
                 save_checkpoint(Path(checkpoint_dir) / "best.pt", **content)
+        if checkpoint_dir is not None and world > 1:
+            dist.barrier()
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val['loss']:.3f}", tgs=f"{val['tgs']:.3f}")
         if verbose:
             tqdm.write(f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "

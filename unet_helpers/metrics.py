@@ -47,11 +47,16 @@ def iou(pred, true) -> float:
     return float(iou_per_image(pred, true).mean())
 
 
-def dice(pred, true) -> float:
-    """Mean Dice, 2|P&T| / (|P| + |T|), over images (empty-with-empty counts as 1)."""
+def dice_per_image(pred, true) -> np.ndarray:
+    """Dice, 2|P&T| / (|P| + |T|), of each image, (N,); 1.0 when both masks are empty."""
     inter, _, p_sum, t_sum = _counts(pred, true)
     total = p_sum + t_sum
-    return float(np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1)).mean())
+    return np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
+
+
+def dice(pred, true) -> float:
+    """Mean Dice over images (empty-with-empty counts as 1)."""
+    return float(dice_per_image(pred, true).mean())
 
 
 def pixel_accuracy(pred, true) -> float:

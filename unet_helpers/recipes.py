@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from .data import TGSSaltDataset
-from .engine import load_checkpoint, train
+from .engine import ShardSampler, load_checkpoint, rank_and_world, train, unwrap
 from .losses import make_loss
 from .models import UNet
+from .utils import seed_everything
 
 
 @dataclass(frozen=True)
@@ -93,35 +96,71 @@ def make_datasets(recipe: Recipe, arrays, train_ids, val_ids) -> tuple[TGSSaltDa
             TGSSaltDataset(arrays, ids=val_ids, **options))
 
 
+def make_loaders(recipe: Recipe, train_ds: TGSSaltDataset, val_ds: TGSSaltDataset, num_workers: int = 0,
+                 pin_memory: bool = False, seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """Loaders whose global batches are the same for one process and for N under torchrun.
+
+    ``recipe.batch_size`` is the global batch: each of N processes takes batch_size / N items of
+    the same seeded shuffle (DistributedSampler), so N processes see exactly the batches that one
+    process would. Validation tiles are split between ranks without repeats (ShardSampler).
+    """
+    rank, world = rank_and_world()
+    if recipe.batch_size % world:
+        raise ValueError(f"the batch size {recipe.batch_size} must be divisible by the {world} processes")
+    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    per_rank = recipe.batch_size // world
+    train_loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=num_workers,
+                              pin_memory=pin_memory, drop_last=len(train_ds) // world > per_rank)
+    val_sampler = ShardSampler(val_ds) if world > 1 else None
+    val_loader = DataLoader(val_ds, batch_size=2 * per_rank, sampler=val_sampler, num_workers=num_workers,
+                            pin_memory=pin_memory)
+    return train_loader, val_loader
+
+
 def run_recipe(recipe: Recipe, train_ds: TGSSaltDataset, val_ds: TGSSaltDataset, run_dir: str | Path,
                device: torch.device, resume: bool = True, overwrite: bool = False, num_workers: int = 0,
-               progress: bool = True, verbose: bool = True) -> tuple[UNet, dict]:
+               progress: bool = True, verbose: bool = True, seed: int = 0, amp: bool = True, extra_config: dict | None = None,
+               on_epoch_end: Callable[[str, int, dict], None] | None = None) -> tuple[torch.nn.Module, dict]:
     """Train a recipe (and its fine-tune stage); return the best model and the joined history.
 
     Checkpoints go to ``run_dir`` (and ``run_dir/finetune``); with ``resume`` an interrupted run
-    continues where it stopped, and a finished one is loaded instead of trained again.
+    continues where it stopped, and a finished one is loaded instead of trained again. Under
+    torchrun the model is wrapped in DistributedDataParallel and only rank 0 writes files.
+    ``on_epoch_end(stage, epoch, history)`` is called after every epoch ("main" or "finetune").
     """
     run_dir = Path(run_dir)
-    generator = torch.Generator().manual_seed(0)
-    train_loader = DataLoader(train_ds, batch_size=recipe.batch_size, shuffle=True, num_workers=num_workers,
-                              generator=generator, pin_memory=device.type == "cuda", drop_last=len(train_ds) > recipe.batch_size)
-    val_loader = DataLoader(val_ds, batch_size=2 * recipe.batch_size, num_workers=num_workers)
-    model = build_model(recipe)
+    rank, world = rank_and_world()
+    train_loader, val_loader = make_loaders(recipe, train_ds, val_ds, num_workers, device.type == "cuda", seed)
+    seed_everything(seed)  # the same initial weights for the same seed, in one process or several
+    model = build_model(recipe).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if world > 1:
+        if device.type == "cuda":  # batch statistics over the global batch, as in one process
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    config = dict(recipe.config(), seed=seed, **(extra_config or {}))
+
+    def callback(stage):
+        return None if on_epoch_end is None else (lambda epoch, history: on_epoch_end(stage, epoch, history))
+
     optimizer = build_optimizer(recipe, model)
     history = train(model, train_loader, val_loader, make_loss(recipe.loss), optimizer, recipe.epochs,
                     scheduler=build_scheduler(recipe, optimizer, recipe.epochs), device=device, checkpoint_dir=run_dir,
-                    resume=resume, overwrite=overwrite, config=recipe.config(), progress=progress, verbose=verbose)
-    load_checkpoint(run_dir / "best.pt", model)
+                    resume=resume, overwrite=overwrite, seed=seed, amp=amp, config=config, progress=progress,
+                    verbose=verbose, on_epoch_end=callback("main"))
+    load_checkpoint(run_dir / "best.pt", unwrap(model))
     if recipe.finetune_loss and recipe.finetune_epochs > 0:
         optimizer = build_optimizer(recipe, model, lr=recipe.finetune_lr)
         stage = train(model, train_loader, val_loader, make_loss(recipe.finetune_loss), optimizer, recipe.finetune_epochs,
                       scheduler=build_scheduler(recipe, optimizer, recipe.finetune_epochs), device=device,
-                      checkpoint_dir=run_dir / "finetune", resume=resume, overwrite=overwrite,
-                      config=dict(recipe.config(), stage="finetune"), progress=progress, verbose=verbose)
+                      checkpoint_dir=run_dir / "finetune", resume=resume, overwrite=overwrite, seed=seed, amp=amp,
+                      config=dict(config, stage="finetune"), progress=progress, verbose=verbose,
+                      on_epoch_end=callback("finetune"))
         offset = len(history["epoch"])
         history = {k: history[k] + ([e + offset for e in stage[k]] if k == "epoch" else stage[k]) for k in history}
         if max(stage["val_tgs"]) > max(history["val_tgs"][:offset]):
-            load_checkpoint(run_dir / "finetune" / "best.pt", model)
+            load_checkpoint(run_dir / "finetune" / "best.pt", unwrap(model))
         else:
-            load_checkpoint(run_dir / "best.pt", model)
-    return model, history
+            load_checkpoint(run_dir / "best.pt", unwrap(model))
+    return unwrap(model), history

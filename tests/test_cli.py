@@ -1,0 +1,229 @@
+"""The command lines: python -m unet_helpers.train / predict, and torchrun with two CPU processes (gloo)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unet_helpers import predict as predict_cli
+from unet_helpers import recipes
+from unet_helpers import train as train_cli
+from unet_helpers.data import make_synthetic_tgs
+
+# A tiny, quick configuration: no batch norm and no flips, so one process and two see identical batches.
+TINY = ["--recipe", "small-same", "--features", "4,8", "--no-augment", "--lr", "0.01", "--scheduler", "none",
+        "--epochs", "3", "--batch-size", "16", "--limit-train", "64", "--limit-val", "16", "--finetune-epochs", "0",
+        "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return make_synthetic_tgs(tmp_path_factory.mktemp("tgs"), n_train=80, n_test=6, seed=2)
+
+
+def history(out):
+    return json.loads((out / "history.json").read_text())["all"]
+
+
+def close(a, b, rtol=1e-5):
+    return np.allclose(a, b, rtol=rtol, atol=1e-7)
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_cli.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for action in train_cli.build_parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{action.option_strings} has no help"
+            assert action.option_strings[0] in text
+
+
+@pytest.mark.parametrize("argv", [["--loss", "focal"], ["--padding", "full"], ["--epochs", "many"], ["--features", "16"]])
+def test_unknown_option_values_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_cli.main(argv)
+    assert exit_.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_missing_data_folder_exits_2(tmp_path, capsys):
+    assert train_cli.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere holds no train/images" in err and "--make-standin" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_tiny_run_writes_checkpoints_history_and_config(tiny_root, tmp_path):
+    out = tmp_path / "run"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out)] + TINY) == 0
+    assert {"last.pt", "best.pt", "history.json", "config.json"} <= {p.name for p in out.iterdir()}
+    h = history(out)
+    assert h["epoch"] == [1, 2, 3] and h["train_loss"][-1] < h["train_loss"][0]
+    assert json.loads((out / "config.json").read_text())["recipe_resolved"]["model"]["features"] == [4, 8]
+
+
+def test_an_existing_run_is_kept_without_resume_or_overwrite(tiny_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out)] + TINY) == 0
+    before = (out / "last.pt").read_bytes()
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out)] + TINY) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == before
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out), "--overwrite"] + TINY) == 0
+
+
+def test_resume_with_another_configuration_exits_2(tiny_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out)] + TINY) == 0
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out), "--resume"] + TINY + ["--lr", "0.1"]) == 2
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_options_from_a_config_file_and_the_command_line_wins(tiny_root, tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text(f'data = "{tiny_root}"\nfeatures = [4, 8]\nepochs = 1\nlimit-train = 32\nlimit_val = 16\n'
+                      'recipe = "small-same"\nfinetune_epochs = 0\ndevice = "cpu"\nno_progress = true\n')
+    out = tmp_path / "run"
+    assert train_cli.main(["--config", str(config), "--out", str(out), "--epochs", "2"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["recipe_resolved"]["epochs"] == 2 and saved["limit_train"] == 32
+    (tmp_path / "bad.json").write_text(json.dumps({"learning_rate": 0.1}))
+    assert train_cli.main(["--config", str(tmp_path / "bad.json")]) == 2
+    assert "unknown option 'learning_rate'" in capsys.readouterr().err
+
+
+def interrupt_after(epoch_to_stop, monkeypatch):
+    """Make the next training stop like a Colab disconnect after ``epoch_to_stop`` epochs."""
+    real_train = recipes.train
+
+    def stopping_train(*args, **kwargs):
+        def stop(epoch, h):
+            kwargs_cb = kwargs.get("on_epoch_end")
+            if kwargs_cb:
+                kwargs_cb(epoch, h)
+            if epoch == epoch_to_stop:
+                raise KeyboardInterrupt
+        return real_train(*args, **dict(kwargs, on_epoch_end=stop))
+
+    monkeypatch.setattr(recipes, "train", stopping_train)
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_history(tiny_root, tmp_path, monkeypatch):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(whole)] + TINY) == 0
+    with monkeypatch.context() as m:
+        interrupt_after(2, m)
+        with pytest.raises(KeyboardInterrupt):
+            train_cli.main(["--data", str(tiny_root), "--out", str(broken)] + TINY)
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(broken), "--resume"] + TINY) == 0
+    a, b = history(whole), history(broken)
+    assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"] and a["val_tgs"] == b["val_tgs"]
+
+
+def torchrun(args, n=2):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "unet_helpers.train"] + args
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_two_processes_give_the_loss_curve_of_one(tiny_root, tmp_path):
+    """Same global batch (16 = 2 x 8), same shuffles, gradients averaged by DDP: the same training.
+
+    The curves agree to float32 rounding: DDP sums two per-rank mean gradients and halves them,
+    one process takes one mean over 16 images; the order of additions differs, so results differ
+    in the 7th significant digit (seen: 3e-7 relative after 3 epochs). rtol 1e-5 leaves room for
+    that and would still catch a real difference, such as a wrong batch split (1e-2 and more).
+    """
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(one)] + TINY) == 0
+    result = torchrun(["--data", str(tiny_root), "--out", str(two)] + TINY)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 process(es)" in result.stdout and result.stdout.count("epoch   1/3") == 1  # only rank 0 logs
+    a, b = history(one), history(two)
+    for key in ("train_loss", "val_loss", "val_iou"):
+        assert close(a[key], b[key]), (key, a[key], b[key])
+    assert a["val_tgs"] == b["val_tgs"]
+
+
+def test_resume_across_a_change_in_the_number_of_processes(tiny_root, tmp_path, monkeypatch):
+    whole, moved = tmp_path / "whole", tmp_path / "moved"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(whole)] + TINY) == 0
+    with monkeypatch.context() as m:
+        interrupt_after(1, m)
+        with pytest.raises(KeyboardInterrupt):
+            train_cli.main(["--data", str(tiny_root), "--out", str(moved)] + TINY)
+    result = torchrun(["--data", str(tiny_root), "--out", str(moved), "--resume"] + TINY)  # 1 process -> 2
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed" in result.stdout
+    a, b = history(whole), history(moved)
+    assert b["epoch"] == [1, 2, 3] and close(a["train_loss"], b["train_loss"]) and close(a["val_loss"], b["val_loss"])
+
+
+# --- predict --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_root, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    quick = ["--data", str(tiny_root), "--recipe", "small-same", "--features", "4,8", "--epochs", "1", "--batch-size", "16",
+             "--limit-train", "32", "--limit-val", "16", "--finetune-epochs", "0", "--no-progress", "--device", "cpu"]
+    assert train_cli.main(quick + ["--out", str(runs / "same")]) == 0
+    assert train_cli.main(quick + ["--out", str(runs / "valid"), "--padding", "valid", "--side", "144"]) == 0
+    return runs
+
+
+@pytest.fixture
+def odd_images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, shape in [("tile", (101, 101)), ("wide", (120, 230)), ("small", (37, 50))]:
+        Image.fromarray((rng.random(shape) * 255).astype(np.uint8)).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["same", "valid"])
+def test_predict_writes_a_mask_per_image_of_any_size(checkpoints, odd_images, tmp_path, kind):
+    out = tmp_path / "masks"
+    assert predict_cli.main(["--checkpoint", str(checkpoints / kind / "best.pt"), "--images", str(odd_images),
+                             "--out", str(out), "--device", "cpu", "--tta"]) == 0
+    for name, (h, w) in [("tile", (101, 101)), ("wide", (120, 230)), ("small", (37, 50))]:
+        mask = np.asarray(Image.open(out / f"{name}.png"))
+        assert mask.shape == (h, w) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_predict_submission_matches_kaggles_format(checkpoints, tiny_root, tmp_path):
+    from unet_helpers.data import check_submission
+    sub = tmp_path / "submission.csv"
+    assert predict_cli.main(["--checkpoint", str(checkpoints / "same" / "best.pt"), "--images",
+                             str(tiny_root / "test/images"), "--submission", str(sub), "--device", "cpu"]) == 0
+    assert check_submission(sub, tiny_root / "sample_submission.csv") == 6
+
+
+def test_predict_never_overwrites_without_overwrite(checkpoints, odd_images, tmp_path, capsys):
+    out = tmp_path / "masks"
+    out.mkdir()
+    (out / "wide.png").write_bytes(b"mine")
+    assert predict_cli.main(["--checkpoint", str(checkpoints / "same" / "best.pt"), "--images", str(odd_images),
+                             "--out", str(out), "--device", "cpu"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "wide.png").read_bytes() == b"mine"
+    assert not (out / "tile.png").exists()
+
+
+def test_predict_bad_inputs_exit_2(checkpoints, odd_images, tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"junk")
+    assert predict_cli.main(["--checkpoint", str(junk), "--images", str(odd_images), "--out", str(tmp_path / "o")]) == 2
+    assert "junk.pt cannot be read" in capsys.readouterr().err
+    assert predict_cli.main(["--checkpoint", str(checkpoints / "same" / "best.pt"), "--images", str(tmp_path / "none"),
+                             "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        predict_cli.main(["--checkpoint", "x.pt", "--images", "y"])  # neither --out nor --submission
+    assert exit_.value.code == 2

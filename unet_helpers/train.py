@@ -1,0 +1,231 @@
+"""Train a U-Net on TGS Salt from the command line, with the recipes of notebook 04.
+
+    python -m unet_helpers.train --data data/tgs-salt --out runs/strong
+    python -m unet_helpers.train --config my_run.toml --epochs 60
+    torchrun --nproc_per_node=4 -m unet_helpers.train --data data/tgs-salt --out runs/strong
+
+Every option can also come from a JSON or TOML file (--config), with the option names as keys
+(dashes or underscores); options given on the command line win. The output folder receives
+last.pt / best.pt (and finetune/), history.json and config.json. Errors in the options, the
+data or the checkpoints print one clear message and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .data import TGSDataError, coverage_class, layout_problems, load_tgs_split, make_synthetic_tgs, stratified_split
+from .engine import CheckpointError, rank_and_world
+from .losses import LOSSES
+from .models import PADDING_MODES, PADDINGS
+from .recipes import RECIPES, make_datasets, run_recipe
+
+
+class UsageError(Exception):
+    """A problem the user can fix by changing the command; reported with exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m unet_helpers.train",
+        description="Train a U-Net on TGS Salt (one process, or several under torchrun with DistributedDataParallel).",
+        epilog="Example: python -m unet_helpers.train --data data/tgs-salt --recipe medium-strong --out runs/strong",
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--data", type=Path, default=Path("data/tgs-salt"),
+                   help="folder in Kaggle's layout (train/images, train/masks, depths.csv, ...); default data/tgs-salt")
+    g.add_argument("--make-standin", action="store_true",
+                   help="if --data holds no data, first write the offline synthetic stand-in there")
+    g.add_argument("--val-fraction", type=float, default=0.2, help="share of tiles held out for validation (default 0.2)")
+    g.add_argument("--limit-train", type=int, default=None, help="use only the first N training tiles (quick runs)")
+    g.add_argument("--limit-val", type=int, default=None, help="use only the first N validation tiles (quick runs)")
+    g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes per training process (default 0)")
+
+    g = p.add_argument_group("model and recipe (the recipe sets every value below; an option overrides it)")
+    g.add_argument("--recipe", default="medium-strong", choices=sorted(RECIPES), help="starting recipe (default medium-strong)")
+    g.add_argument("--features", type=_int_list, default=None, help="channels per level, e.g. 16,32,64,128")
+    g.add_argument("--padding", choices=PADDINGS, default=None, help="'same' or 'valid' (the paper's) convolutions")
+    g.add_argument("--padding-mode", choices=PADDING_MODES, default=None, help="border of same convolutions, e.g. reflect")
+    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm after each convolution")
+    g.add_argument("--size", choices=("pad", "resize", "none"), default=None, help="how tiles reach the network's side")
+    g.add_argument("--side", type=int, default=None, help="side to pad or resize 101x101 tiles to (128; 144 for valid padding)")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--loss", choices=sorted(LOSSES), default=None, help="training loss")
+    g.add_argument("--optimizer", choices=("adam", "adamw"), default=None, help="adam, or adamw (decoupled weight decay)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate")
+    g.add_argument("--weight-decay", type=float, default=None, help="weight decay of the optimizer")
+    g.add_argument("--scheduler", choices=("plateau", "cosine", "none"), default=None,
+                   help="plateau: ReduceLROnPlateau on the validation loss; cosine: cosine annealing")
+    g.add_argument("--epochs", type=int, default=None, help="epochs of the main stage")
+    g.add_argument("--batch-size", type=int, default=None, help="global batch size, split over all processes")
+    g.add_argument("--finetune-loss", choices=sorted(LOSSES), default=None, help="loss of the fine-tune stage (lovasz)")
+    g.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the fine-tune stage (0: none)")
+    g.add_argument("--finetune-lr", type=float, default=None, help="learning rate of the fine-tune stage")
+    g.add_argument("--seed", type=int, default=0, help="seed of the split, the shuffles and the initial weights")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default runs/train)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    g.add_argument("--overwrite", action="store_true", help="start again even if --out already holds a run")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available")
+    g.add_argument("--no-amp", action="store_true", help="train in float32 even on a GPU")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch is still printed)")
+    g.add_argument("--config", type=Path, default=None, help="JSON or TOML file with any of these options")
+    return p
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, e.g. 16,32,64, got {text!r}") from None
+    if len(values) < 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"need at least 2 positive channel counts, got {text!r}")
+    return values
+
+
+def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
+    """Options from a JSON or TOML file, as parser destinations; unknown keys are an error."""
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist")
+    try:
+        if path.suffix == ".toml":
+            import tomllib  # Python 3.11+
+
+            values = tomllib.loads(path.read_text())
+        else:
+            values = json.loads(path.read_text())
+    except Exception as err:
+        raise UsageError(f"config file {path} cannot be parsed: {err}") from None
+    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    out = {}
+    for key, value in values.items():
+        dest = key.replace("-", "_")
+        if dest not in known:
+            raise UsageError(f"config file {path}: unknown option {key!r}; see --help for the names")
+        action = known[dest]
+        if action.choices is not None and value not in action.choices:
+            raise UsageError(f"config file {path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+        if dest == "features":
+            value = _int_list(",".join(map(str, value)) if isinstance(value, list) else str(value))
+        elif action.type is Path and value is not None:
+            value = Path(value)
+        out[dest] = value
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    first, _ = parser.parse_known_args(argv)
+    if first.config is not None:
+        parser.set_defaults(**read_config_file(first.config, parser))
+    return parser.parse_args(argv)
+
+
+def recipe_from_args(args: argparse.Namespace):
+    recipe = RECIPES[args.recipe]
+    model = dict(recipe.model)
+    for key in ("features", "padding", "padding_mode", "batch_norm"):
+        if getattr(args, key) is not None:
+            model[key] = getattr(args, key)
+    if model.get("padding") == "valid":
+        model.pop("padding_mode", None)  # valid convolutions have no border to fill
+    overrides = {k: getattr(args, k) for k in ("size", "side", "augment", "loss", "optimizer", "lr", "weight_decay",
+                                               "scheduler", "epochs", "batch_size", "finetune_loss", "finetune_epochs",
+                                               "finetune_lr") if getattr(args, k) is not None}
+    recipe = dataclasses.replace(recipe, model=model, **overrides)
+    if recipe.epochs < 1 or recipe.batch_size < 1:
+        raise UsageError("--epochs and --batch-size must be at least 1")
+    if not 0 < args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    return recipe
+
+
+def _setup_distributed(args: argparse.Namespace) -> torch.device:
+    """Join the process group that torchrun describes in the environment; pick this process's device."""
+    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no GPU is visible; use --device cpu")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _write_json(path: Path, value) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1, default=str))
+    tmp.replace(path)
+
+
+def run(args: argparse.Namespace) -> dict:
+    recipe = recipe_from_args(args)
+    device = _setup_distributed(args)
+    rank, world = rank_and_world()
+    out = args.out
+    if (out / "last.pt").exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{out} already holds a run (last.pt); pass --resume to continue it, --overwrite to start "
+                         "again, or choose another --out")
+    if layout_problems(args.data, None, None) and args.make_standin and rank == 0:
+        print(f"writing the offline stand-in into {args.data} ...", flush=True)
+        make_synthetic_tgs(args.data)
+    if world > 1:
+        dist.barrier()  # the stand-in is complete before any rank reads it
+    if not (args.data / "train" / "images").is_dir():
+        raise UsageError(f"data folder {args.data} holds no train/images; download the data (see data/README.md), "
+                         "point --data at a folder in Kaggle's layout, or add --make-standin for the offline stand-in")
+    arrays = load_tgs_split(args.data)
+    train_ids, val_ids = stratified_split(arrays.ids, coverage_class(arrays.coverage), args.val_fraction, args.seed)
+    train_ids, val_ids = train_ids[: args.limit_train], val_ids[: args.limit_val]
+    train_ds, val_ds = make_datasets(recipe, arrays, train_ids, val_ids)
+    extra = dict(val_fraction=args.val_fraction, limit_train=args.limit_train, limit_val=args.limit_val)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "config.json", dict(vars(args), recipe_resolved=recipe.config(), processes=world, device=str(device)))
+        print(f"{recipe.name}: {len(train_ids)} training / {len(val_ids)} validation tiles, {world} process(es) on "
+              f"{device.type}, global batch {recipe.batch_size}", flush=True)
+    histories: dict[str, dict] = {}
+
+    def save_history(stage: str, epoch: int, history: dict) -> None:
+        if rank == 0:
+            histories[stage] = history
+            _write_json(out / "history.json", histories)
+
+    _, history = run_recipe(recipe, train_ds, val_ds, out, device, resume=args.resume, overwrite=args.overwrite,
+                            num_workers=args.num_workers, progress=not args.no_progress, seed=args.seed,
+                            amp=not args.no_amp, extra_config=extra, on_epoch_end=save_history)
+    if rank == 0:
+        histories["all"] = history
+        _write_json(out / "history.json", histories)
+        best = max(history["val_tgs"])
+        print(f"best validation tgs_score {best:.4f}; checkpoints and history.json in {out}", flush=True)
+    return history
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)  # argparse itself exits with status 2 on an unknown option or value
+        run(args)
+    except (UsageError, TGSDataError, CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
