@@ -98,29 +98,34 @@ def test_options_from_a_config_file_and_the_command_line_wins(tiny_root, tmp_pat
     assert "unknown option 'learning_rate'" in capsys.readouterr().err
 
 
-def interrupt_after(epoch_to_stop, monkeypatch):
-    """Make the next training stop like a Colab disconnect after ``epoch_to_stop`` epochs."""
+def whole_and_interrupted(root, tmp_path, stop_after, monkeypatch):
+    """Train TINY once to the end, and once stopped like a Colab disconnect after ``stop_after`` epochs.
+
+    Returns the two output folders (whole, interrupted).
+    """
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    assert train_cli.main(["--data", str(root), "--out", str(whole)] + TINY) == 0
     real_train = recipes.train
 
     def stopping_train(*args, **kwargs):
+        callers_callback = kwargs.get("on_epoch_end")
+
         def stop(epoch, h):
-            kwargs_cb = kwargs.get("on_epoch_end")
-            if kwargs_cb:
-                kwargs_cb(epoch, h)
-            if epoch == epoch_to_stop:
+            if callers_callback:
+                callers_callback(epoch, h)  # still write history.json, as a real run does
+            if epoch == stop_after:
                 raise KeyboardInterrupt
         return real_train(*args, **dict(kwargs, on_epoch_end=stop))
 
-    monkeypatch.setattr(recipes, "train", stopping_train)
+    with monkeypatch.context() as m:
+        m.setattr(recipes, "train", stopping_train)
+        with pytest.raises(KeyboardInterrupt):
+            train_cli.main(["--data", str(root), "--out", str(interrupted)] + TINY)
+    return whole, interrupted
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_history(tiny_root, tmp_path, monkeypatch):
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    assert train_cli.main(["--data", str(tiny_root), "--out", str(whole)] + TINY) == 0
-    with monkeypatch.context() as m:
-        interrupt_after(2, m)
-        with pytest.raises(KeyboardInterrupt):
-            train_cli.main(["--data", str(tiny_root), "--out", str(broken)] + TINY)
+    whole, broken = whole_and_interrupted(tiny_root, tmp_path, 2, monkeypatch)
     assert train_cli.main(["--data", str(tiny_root), "--out", str(broken), "--resume"] + TINY) == 0
     a, b = history(whole), history(broken)
     assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"] and a["val_tgs"] == b["val_tgs"]
@@ -153,12 +158,7 @@ def test_two_processes_give_the_loss_curve_of_one(tiny_root, tmp_path):
 
 
 def test_resume_across_a_change_in_the_number_of_processes(tiny_root, tmp_path, monkeypatch):
-    whole, moved = tmp_path / "whole", tmp_path / "moved"
-    assert train_cli.main(["--data", str(tiny_root), "--out", str(whole)] + TINY) == 0
-    with monkeypatch.context() as m:
-        interrupt_after(1, m)
-        with pytest.raises(KeyboardInterrupt):
-            train_cli.main(["--data", str(tiny_root), "--out", str(moved)] + TINY)
+    whole, moved = whole_and_interrupted(tiny_root, tmp_path, 1, monkeypatch)
     result = torchrun(["--data", str(tiny_root), "--out", str(moved), "--resume"] + TINY)  # 1 process -> 2
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resumed" in result.stdout

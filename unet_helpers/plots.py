@@ -17,6 +17,12 @@ def _to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _as_2d(x) -> np.ndarray:
+    """An (H, W) array from (H, W), (1, H, W) or (C, H, W) (first channel) images."""
+    x = _to_numpy(x).squeeze()
+    return x[0] if x.ndim == 3 else x
+
+
 def draw_unet(features: Sequence[int] = (64, 128, 256, 512, 1024), input_side: int = 572,
               padding: str = "valid", ax: plt.Axes | None = None) -> plt.Axes:
     """Draw the U: one bar per feature map, its height the map's side, its label the channels.
@@ -89,37 +95,12 @@ def draw_unet(features: Sequence[int] = (64, 128, 256, 512, 1024), input_side: i
     return ax
 
 
-def show_images(images: Sequence, titles: Sequence[str] | None = None, cmap: str = "gray",
-                ncols: int | None = None, size: float = 2.2, colorbar: bool = False) -> plt.Figure:
-    """Show 2-D arrays or (1, H, W)/(H, W) tensors side by side, with optional titles."""
-    n = len(images)
-    ncols = ncols or n
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i >= n:
-            continue
-        img = _to_numpy(images[i]).squeeze()
-        if img.ndim == 3:  # channels first -> show the first channel
-            img = img[0]
-        shown = ax.imshow(img, cmap=cmap)
-        if colorbar:
-            fig.colorbar(shown, ax=ax, fraction=0.046)
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def overlay(image, mask, color=(1.0, 0.2, 0.2), alpha: float = 0.4) -> np.ndarray:
     """An RGB picture of a grey (H, W) image with a binary mask tinted on top."""
-    img = _to_numpy(image).squeeze()
-    if img.ndim == 3:
-        img = img[0]
+    img = _as_2d(image)
     img = (img - img.min()) / (np.ptp(img) + 1e-8)
     rgb = np.repeat(img[..., None], 3, axis=2)
-    m = _to_numpy(mask).squeeze().astype(bool)
+    m = _as_2d(mask).astype(bool)
     rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color)
     return rgb
 
@@ -133,8 +114,7 @@ def show_tiles(images, masks, titles: Sequence[str] | None = None, predictions=N
     fig, axes = plt.subplots(len(rows) + 1, n, figsize=(size * n, size * (len(rows) + 1)), squeeze=False)
     for r, (label, items, cmap) in enumerate(rows):
         for c in range(n):
-            axes[r, c].imshow(_to_numpy(items[c]).squeeze() if _to_numpy(items[c]).squeeze().ndim == 2
-                              else _to_numpy(items[c])[0], cmap=cmap, vmin=0, vmax=None if label == "image" else 1)
+            axes[r, c].imshow(_as_2d(items[c]), cmap=cmap, vmin=0, vmax=None if label == "image" else 1)
         axes[r, 0].set_ylabel(label, fontsize=8)
     last = predictions if predictions is not None else masks
     for c in range(n):
