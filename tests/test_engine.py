@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from unet_helpers.data import TGSSaltDataset, make_synthetic_tgs
-from unet_helpers.engine import CheckpointError, eval_step, load_checkpoint, predict, train
+from unet_helpers.engine import CheckpointError, amp_dtype_for, eval_step, load_checkpoint, predict, train, train_step
 from unet_helpers.losses import BCEDiceLoss
 from unet_helpers.models import UNet
 
@@ -150,3 +150,39 @@ def test_precise_batch_norm_matches_the_data_statistics():
     # the average of the 4 batches' unbiased variances, close to the data's variance
     torch.testing.assert_close(norm.running_var, data.var((0, 2, 3)), rtol=0.05, atol=0.0)
     assert norm.momentum == 0.1  # restored for the next epoch
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+def test_the_gpu_mixed_precision_path_trains_like_float32(tiny_data, amp_dtype):
+    """The steps train() takes on CUDA (autocast, a grad scaler for float16, channels_last), run with CPU autocast.
+
+    No GPU is needed: the same code runs, only the kernels differ. 16-bit rounding moves the
+    losses slightly, so they are compared to float32's with a 2% tolerance.
+    """
+    cpu = torch.device("cpu")
+    assert amp_dtype_for(cpu) is None  # train() itself keeps the CPU in float32
+    train_ds, val_ds = tiny_data
+    losses = {}
+    for dtype in (None, amp_dtype):
+        model, optimizer, _ = make_run()
+        model = model.to(memory_format=torch.channels_last)
+        scaler = torch.amp.GradScaler("cpu") if dtype == torch.float16 else None
+        loader = DataLoader(torch.utils.data.Subset(train_ds, range(16)), batch_size=4, shuffle=True,
+                            generator=torch.Generator().manual_seed(0))
+        losses[dtype] = [train_step(model, loader, BCEDiceLoss(), optimizer, cpu, scaler, dtype, channels_last=True)
+                         for _ in range(3)]
+    assert losses[amp_dtype][-1] < losses[amp_dtype][0]
+    torch.testing.assert_close(torch.tensor(losses[amp_dtype]), torch.tensor(losses[None]), rtol=0.02, atol=0.0)
+    probs = predict(model, DataLoader(val_ds, batch_size=8), cpu, amp_dtype, channels_last=True, hflip_tta=True)
+    assert probs.dtype == torch.float32 and probs.shape == (len(val_ds), 1, 101, 101)  # float32, at 101x101
+    assert 0.0 <= float(probs.min()) and float(probs.max()) <= 1.0
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)],
+                         ids=["T4", "A100", "H100"])
+def test_bfloat16_only_on_gpus_built_for_it(monkeypatch, capability, expected):
+    # A T4 (Colab's free GPU) emulates bfloat16 slowly, so it gets float16 and a grad scaler.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert amp_dtype_for(torch.device("cuda")) == expected
+    assert amp_dtype_for(torch.device("cuda"), amp=False) is None
+    assert amp_dtype_for(torch.device("cpu")) is None

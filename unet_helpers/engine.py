@@ -6,7 +6,7 @@ history, config and random-number state) plus ``best.pt`` whenever the validatio
 ``tgs_score`` improves. After a Colab disconnect, ``train(..., resume=True)`` continues from
 ``last.pt`` and produces the same history as a run that was never interrupted.
 
-On CUDA it trains in mixed precision (bfloat16 where the GPU supports it, else float16 with a
+On CUDA it trains in mixed precision (bfloat16 on Ampere and newer GPUs, else float16 with a
 gradient scaler) and in channels_last memory format; on the CPU in plain float32.
 """
 from __future__ import annotations
@@ -88,10 +88,16 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def amp_dtype_for(device: torch.device, amp: bool = True) -> torch.dtype | None:
-    """bfloat16 on GPUs that support it, float16 on older GPUs, None (float32) on the CPU."""
+    """bfloat16 on Ampere or newer GPUs, float16 on older ones (Colab's T4), None (float32) on the CPU.
+
+    We ask for the hardware (compute capability 8.0 or more) instead of calling
+    ``torch.cuda.is_bf16_supported()``, which also answers True on a T4, where bfloat16 is
+    only emulated: slow, and without cuDNN convolutions.
+    """
     if not amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _minor = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
 
 
 def match_target(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
