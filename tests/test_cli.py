@@ -12,7 +12,8 @@ from PIL import Image
 from unet_helpers import predict as predict_cli
 from unet_helpers import recipes
 from unet_helpers import train as train_cli
-from unet_helpers.data import make_synthetic_tgs
+from unet_helpers.models import UNet
+from unet_helpers.data import coverage_class, load_tgs_split, make_synthetic_tgs, stratified_split
 
 # A tiny, quick configuration: no batch norm and no flips, so one process and two see identical batches.
 TINY = ["--recipe", "small-same", "--features", "4,8", "--no-augment", "--lr", "0.01", "--scheduler", "none",
@@ -50,6 +51,29 @@ def test_unknown_option_values_exit_2(argv, capsys):
         train_cli.main(argv)
     assert exit_.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_each_recipe_trains_on_the_smallest_side_its_network_takes():
+    assert {name: r.side for name, r in recipes.RECIPES.items()} == {
+        "small-valid": 144, "small-same": 104, "medium-reflect": 104, "medium-strong": 104}
+    assert recipes.fitting_side(dict(features=(16, 32, 64, 128, 256), padding="same")) == 112  # 4 poolings: 16 | 112
+    assert recipes.fitting_side(dict(features=(64, 128, 256, 512, 1024))) == 300  # the paper's network: 300 -> 116
+    assert UNet(3, 1, (16, 32, 64), padding="valid").output_side(144) >= 101  # 144 -> 104 covers a tile
+    assert UNet(3, 1, (16, 32, 64), padding="valid").output_side(140) < 101
+    args = train_cli.parse_args(["--recipe", "medium-strong", "--features", "16,32,64,128,256"])
+    assert train_cli.recipe_from_args(args).side == 112  # another network gets its own side
+
+
+def test_three_way_split_is_disjoint_stratified_and_keeps_the_two_way_split(tiny_root):
+    arrays = load_tgs_split(tiny_root)
+    train, val, test = train_cli.split_three_ways(arrays, 0.2, 0.2, seed=0)
+    assert (len(train), len(val), len(test)) == (48, 16, 16)
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    assert sorted(train + val + test) == sorted(arrays.ids)
+    empty = set(np.array(arrays.ids)[arrays.coverage == 0])
+    assert abs(len(empty & set(test)) / 16 - len(empty) / 80) < 0.1
+    # No held-out part: exactly the 80/20 split of notebooks 04-05.
+    assert train_cli.split_three_ways(arrays, 0.2, 0.0, seed=0)[:2] == stratified_split(arrays.ids, coverage_class(arrays.coverage), 0.2, 0)
 
 
 def test_missing_data_folder_exits_2(tmp_path, capsys):

@@ -91,9 +91,28 @@ def test_standin_csv_matches_its_pngs(standin):
         rows = list(csv.DictReader(f))
     assert len(rows) == 120
     for row in rows:
-        png = np.asarray(Image.open(standin / "train/masks" / f"{row['id']}.png")) // 255
+        png = (np.asarray(Image.open(standin / "train/masks" / f"{row['id']}.png")) > 0).astype(np.uint8)
         assert np.array_equal(rle_decode(row["rle_mask"]), png)
         assert np.array_equal(arrays.masks[arrays.ids.index(row["id"])], png)
+
+
+def test_standin_writes_kaggles_file_modes(standin):
+    """Kaggle's own files: RGB images with equal channels; masks L (all 0) when empty, I;16 with 0/65535 with salt."""
+    arrays = load_tgs_split(standin)
+    modes = set()
+    for id_, mask in zip(arrays.ids, arrays.masks):
+        with Image.open(standin / "train/images" / f"{id_}.png") as img:
+            assert img.mode == "RGB" and img.size == (101, 101)
+            rgb = np.asarray(img)
+            assert np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+        with Image.open(standin / "train/masks" / f"{id_}.png") as img:
+            values = set(np.unique(np.asarray(img)).tolist())
+            if mask.any():
+                assert img.mode == "I;16" and values <= {0, 65535} and 65535 in values
+            else:
+                assert img.mode == "L" and values == {0}
+            modes.add(img.mode)
+    assert modes == {"L", "I;16"}  # both kinds are read back by the same code
 
 
 def test_standin_statistics_look_like_tgs(tmp_path):
@@ -128,7 +147,7 @@ def test_standin_is_reproducible_and_never_overwrites(tmp_path):
 
 # --- the dataset and the split --------------------------------------------------------------
 
-@pytest.mark.parametrize("size, side", [("pad", 128), ("resize", 104), ("none", 101)])
+@pytest.mark.parametrize("size, side", [("pad", 104), ("resize", 104), ("none", 101)])
 def test_dataset_shapes_dtypes_and_values(standin, size, side):
     ds = TGSSaltDataset(standin, channels=3, size=size)
     image, mask = ds[0]
@@ -235,10 +254,21 @@ def test_mask_with_values_other_than_0_and_255(standin, tmp_path):
         load_tgs_split(root)
 
 
-def test_sixteen_bit_masks_are_accepted(tmp_path):
+def test_both_kinds_of_kaggle_mask_are_read_as_0_and_1(tmp_path):
+    salt, empty = tmp_path / "salt.png", tmp_path / "empty.png"
+    Image.fromarray(np.where(np.eye(101, dtype=bool), 65535, 0).astype(np.uint16)).save(salt)
+    Image.fromarray(np.zeros((101, 101), np.uint8)).save(empty)
+    assert Image.open(salt).mode == "I;16" and Image.open(empty).mode == "L"
+    salt_mask, empty_mask = data.read_png(salt, "mask"), data.read_png(empty, "mask")
+    assert salt_mask.dtype == np.uint8 and set(np.unique(salt_mask).tolist()) == {0, 1} and salt_mask.sum() == 101
+    assert empty_mask.dtype == np.uint8 and empty_mask.sum() == 0
+
+
+def test_sixteen_bit_mask_with_other_values_names_the_file(tmp_path):
     path = tmp_path / "m.png"
-    Image.fromarray(np.where(np.eye(101, dtype=bool), 65535, 0).astype(np.uint16)).save(path)
-    assert data._read_png(path, "mask").sum() == 101
+    Image.fromarray(np.full((101, 101), 1000, np.uint16)).save(path)
+    with pytest.raises(TGSDataError, match="m.png: a mask must hold only 0 and 65535, found values \\[1000\\]"):
+        data.read_png(path, "mask")
 
 
 # --- the Kaggle download, with a fake API (no network in tests) ------------------------------
@@ -289,16 +319,16 @@ class FakeApi:
 
 
 def test_download_rules_not_accepted(standin, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_kaggle_api", lambda: FakeApi(standin, status=403))
+    monkeypatch.setattr(data.download, "_kaggle_api", lambda: FakeApi(standin, status=403))
     with pytest.raises(TGSDataError, match="accept the competition's rules at https://www.kaggle.com/c/tgs-salt"):
         data.download_tgs_salt(tmp_path / "tgs")
 
 
 def test_download_unpacks_into_kaggles_layout_and_is_idempotent(standin, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "N_TRAIN", 120)
-    monkeypatch.setattr(data, "N_TEST", 20)
+    monkeypatch.setattr(data.files, "N_TRAIN", 120)
+    monkeypatch.setattr(data.files, "N_TEST", 20)
     api = FakeApi(standin, truncate=True)
-    monkeypatch.setattr(data, "_kaggle_api", lambda: api)
+    monkeypatch.setattr(data.download, "_kaggle_api", lambda: api)
     root = tmp_path / "tgs"
     root.mkdir()
     (root / "my_notes.txt").write_text("keep me")
@@ -319,11 +349,53 @@ def test_download_unpacks_into_kaggles_layout_and_is_idempotent(standin, tmp_pat
 
 def test_get_tgs_salt_falls_back_to_the_standin_with_a_banner(no_credentials, tmp_path, monkeypatch, capsys):
     made = []
-    monkeypatch.setattr(data, "make_synthetic_tgs", lambda root: made.append(root))
+    monkeypatch.setattr(data.source, "make_synthetic_tgs", lambda root: made.append(root))
     source = data.get_tgs_salt(tmp_path / "real", standin_root=tmp_path / "standin")
     assert source.synthetic and made == [tmp_path / "standin"]
     out = capsys.readouterr().out
     assert "OFFLINE STAND-IN" in out and "synthetic" in out and out.count("\n") == 1
+
+
+def _digest(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_get_tgs_salt_takes_a_smaller_consistent_folder_as_real_data(no_credentials, standin, tmp_path, capsys):
+    root = copy_of(standin, tmp_path)
+    source = data.get_tgs_salt(root, standin_root=tmp_path / "standin")
+    assert not source.synthetic and source.root == root and (source.n_train, source.n_test) == (120, 20)
+    assert "Kaggle TGS Salt" in capsys.readouterr().out and "120 of Kaggle's 4,000 training tiles, 20 of its" in source.banner
+    assert not (tmp_path / "standin").exists()
+    shutil.rmtree(root / "test")  # the test set may be absent
+    (root / "sample_submission.csv").unlink()
+    source = data.get_tgs_salt(root, standin_root=tmp_path / "standin", verbose=False)
+    assert not source.synthetic and source.n_test == 0
+
+
+@pytest.mark.parametrize("damage, named", [
+    ("mask", "1 of the 120 ids in train.csv have no mask in train/masks (e.g. {id})"),
+    ("image", "1 of the 120 ids in train.csv have no image in train/images (e.g. {id})"),
+    ("depth", "1 ids have no depth in depths.csv (e.g. {id})"),
+    ("train.csv", "train.csv is missing"),
+])
+def test_an_inconsistent_folder_is_named_left_alone_and_not_used(no_credentials, standin, tmp_path, monkeypatch,
+                                                                  capsys, damage, named):
+    root = copy_of(standin, tmp_path)
+    id_ = sorted(p.stem for p in (root / "train/images").glob("*.png"))[5]
+    if damage in ("mask", "image"):
+        (root / "train" / f"{damage}s" / f"{id_}.png").unlink()
+    elif damage == "depth":
+        rows = (root / "depths.csv").read_text().splitlines()
+        (root / "depths.csv").write_text("\n".join(r for r in rows if not r.startswith(id_)) + "\n")
+    else:
+        (root / "train.csv").unlink()
+    before = _digest(root)
+    monkeypatch.setattr(data.source, "make_synthetic_tgs", lambda r: make_synthetic_tgs(r, n_train=12, n_test=2))
+    source = data.get_tgs_salt(root, standin_root=tmp_path / "standin")
+    out = capsys.readouterr().out
+    assert source.synthetic and source.root == tmp_path / "standin"
+    assert named.format(id=id_) in out and f"{root} is not usable" in out and "using the offline stand-in" in out
+    assert _digest(root) == before  # nothing in the user's folder changed
 
 
 def test_importing_the_package_needs_no_credentials():

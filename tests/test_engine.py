@@ -132,7 +132,9 @@ def test_model_from_checkpoint_rebuilds_the_network(tiny_data, tmp_path):
     assert rebuilt.config() == model.config() and checkpoint["epoch"] == 1
     x = torch.rand(2, 1, 112, 112)
     model.eval(), rebuilt.eval()
-    assert torch.equal(model.cpu()(x), rebuilt(x))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
+    # train() left the model in channels_last: other summation order, the same numbers up to rounding.
+    assert torch.allclose(model.cpu()(x), rebuilt(x), atol=1e-5)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt cannot be read"):
         model_from_checkpoint(tmp_path / "junk.pt")

@@ -94,12 +94,14 @@ def _walk_sides(input_side: int, levels: int, padding: str) -> list[tuple[str, i
     trim = 2 if padding == "valid" else 0  # a 3x3 valid conv trims 1 pixel from each border
     s = input_side
     sides = [("input", s)]
+    skip_sides = {}
     for level in range(1, levels):
         for k in (1, 2):
             s -= trim
             sides.append((f"enc{level}.conv{k}", s))
         if s < 1 or (padding == "valid" and s % 2):  # 2x2 pooling needs an even side
             return None
+        skip_sides[level] = s
         s = math.ceil(s / 2)
         sides.append((f"pool{level}", s))
     for k in (1, 2):
@@ -109,6 +111,8 @@ def _walk_sides(input_side: int, levels: int, padding: str) -> list[tuple[str, i
         return None
     for level in range(levels - 1, 0, -1):
         s *= 2
+        if padding == "same":  # an odd side was pooled up (ceil_mode): the extra row and column are cut off
+            s = min(s, skip_sides[level])
         sides.append((f"up{level}", s))
         for k in (1, 2):
             s -= trim

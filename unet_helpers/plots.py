@@ -24,74 +24,75 @@ def _as_2d(x) -> np.ndarray:
 
 
 def draw_unet(features: Sequence[int] = (64, 128, 256, 512, 1024), input_side: int = 572,
-              padding: str = "valid", ax: plt.Axes | None = None) -> plt.Axes:
-    """Draw the U: one bar per feature map, its height the map's side, its label the channels.
+              padding: str = "valid", ax: plt.Axes | None = None, in_channels: int = 1,
+              out_channels: int = 2) -> plt.Axes:
+    """Draw the U as in the paper's Figure 1: one bar per feature map, its height the map's side.
 
-    Blue arrows are 3x3 convolutions + ReLU, red ones 2x2 max-pooling, green ones 2x2
-    up-convolutions and grey ones copy-and-crop, as in the paper's Figure 1.
+    Above each bar: its channels; below it: its side. Blue arrows are 3x3 convolutions + ReLU,
+    red ones 2x2 max-pooling, green ones 2x2 up-convolutions, grey dashed ones copy (and crop),
+    cyan the 1x1 output convolution. Sized so every label is readable at a notebook's width.
     """
     levels = len(features)
     sides = dict(feature_map_sides(input_side, levels, padding))
-    ax = ax or plt.subplots(figsize=(9, 4.5))[1]
-    scale = 1.6 / input_side  # bar height per pixel of side
-    row = lambda level: -2.2 * (level - 1)  # noqa: E731  vertical position of a level
-    step = 0.55
+    ax = ax or plt.subplots(figsize=(13, 6.2))[1]
+    step, width, gap = 1.0, 0.22, 0.35     # distance between bars, bar width, extra gap before an up-convolution
+    scale = 2.2 / input_side               # bar height per pixel of side
+    row = lambda level: -2.6 * (level - 1)  # noqa: E731  top of the bars of a level
+    label_size, side_size = 10, 8.5
 
     def bar(x: float, level: int, side: int, channels: int) -> tuple[float, float]:
-        top = row(level) + 0.8
-        h = max(side * scale, 0.08)
-        ax.add_patch(Rectangle((x, top - h), 0.12, h, facecolor="#c6dbef", edgecolor="black", lw=0.6))
-        ax.text(x + 0.06, top + 0.05, str(channels), ha="center", va="bottom", fontsize=6)
-        ax.text(x - 0.04, top - h / 2, str(side), ha="right", va="center", fontsize=5, rotation=90)
-        return x + 0.12, top - h / 2
+        top = row(level)
+        h = max(side * scale, 0.1)
+        ax.add_patch(Rectangle((x, top - h), width, h, facecolor="#c6dbef", edgecolor="black", lw=0.8))
+        ax.text(x + width / 2, top + 0.08, str(channels), ha="center", va="bottom", fontsize=label_size)
+        ax.text(x + width / 2, top - h - 0.08, str(side), ha="center", va="top", fontsize=side_size, color="dimgrey")
+        return x + width, top - h / 2
 
-    def arrow(a, b, color):
-        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=6, color=color, lw=0.8))
+    def arrow(a, b, color, style="-"):
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=11, color=color, lw=1.4, linestyle=style))
 
     x, skips, last = 0.0, {}, None
-    prev_channels = 1
     # Contracting path
     for level in range(1, levels + 1):
         name = f"enc{level}" if level < levels else "bottleneck"
         if level > 1:
-            nxt = (x, row(level) + 0.8 - sides[f"pool{level - 1}"] * scale / 2)
-            arrow(last, nxt, "tab:red")
+            arrow(last, (x - 0.02, row(level) - max(sides[f"{name}.conv1"] * scale, 0.1) / 2), "tab:red")
         else:
-            end = bar(x, 1, sides["input"], prev_channels)
-            last = end
+            last = bar(x, 1, sides["input"], in_channels)
             x += step
         for k in (1, 2):
-            start_y = row(level) + 0.8 - sides[f"{name}.conv{k}"] * scale / 2
             if level == 1 or k == 2:
-                arrow(last, (x, start_y), "tab:blue")
+                arrow(last, (x, row(level) - sides[f"{name}.conv{k}"] * scale / 2), "tab:blue")
             last = bar(x, level, sides[f"{name}.conv{k}"], features[level - 1])
             x += step
         skips[level] = last
-        last = (last[0] - 0.06, row(level) + 0.8 - sides[f"{name}.conv2"] * scale)
+        last = (last[0], row(level) - max(sides[f"{name}.conv2"] * scale, 0.1))  # the bar's lower right corner
     # Expansive path
     for level in range(levels - 1, 0, -1):
-        x += step * 0.3
-        up_y = row(level) + 0.8 - sides[f"up{level}"] * scale / 2
+        x += gap
+        up_y = row(level) - sides[f"up{level}"] * scale / 2
         arrow(last, (x, up_y), "tab:green")
-        ax.add_patch(FancyArrowPatch(skips[level], (x, up_y), arrowstyle="-|>", mutation_scale=6,
-                                     color="grey", lw=0.8, linestyle="--"))
+        arrow(skips[level], (x, up_y), "grey", "--")
         last = bar(x, level, sides[f"up{level}"], 2 * features[level - 1])
         x += step
         for k in (1, 2):
-            nxt_y = row(level) + 0.8 - sides[f"dec{level}.conv{k}"] * scale / 2
-            arrow(last, (x, nxt_y), "tab:blue")
+            arrow(last, (x, row(level) - sides[f"dec{level}.conv{k}"] * scale / 2), "tab:blue")
             last = bar(x, level, sides[f"dec{level}.conv{k}"], features[level - 1])
             x += step
     arrow(last, (x, last[1]), "tab:cyan")
-    bar(x, 1, sides["output"], 2)
-    ax.set_xlim(-0.4, x + 0.6)
-    ax.set_ylim(row(levels) - 0.4, 1.3)
+    bar(x, 1, sides["output"], out_channels)
+    ax.set_xlim(-0.6, x + 0.8)
+    ax.set_ylim(row(levels) - 1.0, 0.6)
     ax.set_axis_off()
-    legend = [("3x3 conv, ReLU", "tab:blue"), ("2x2 max pool", "tab:red"), ("2x2 up-conv", "tab:green"),
-              ("copy and crop", "grey"), ("1x1 conv", "tab:cyan")]
-    for i, (label, color) in enumerate(legend):
-        ax.text(x + 0.5, row(levels) + 0.2 + 0.35 * i, label, color=color, fontsize=7, ha="right")
-    ax.set_title(f"U-Net, {levels} levels, {padding} padding, {input_side}x{input_side} input", fontsize=9)
+    legend = [("3x3 conv, ReLU", "tab:blue", "-"), ("copy" + (" and crop" if padding == "valid" else ""), "grey", "--"),
+              ("2x2 max pool", "tab:red", "-"), ("2x2 up-conv", "tab:green", "-"), ("1x1 conv", "tab:cyan", "-")]
+    for i, (label, color, style) in enumerate(legend):
+        y = row(levels) - 0.3 + 0.42 * (len(legend) - 1 - i)
+        arrow((x - 2.6, y), (x - 1.9, y), color, style)
+        ax.text(x - 1.75, y, label, color="black", fontsize=label_size, va="center")
+    ax.text(-0.5, row(levels) - 0.8, "above a bar: its channels; below it (grey): the side of the map in pixels",
+            fontsize=side_size, va="center")
+    ax.set_title(f"U-Net, {levels} levels, {padding} padding, {input_side}x{input_side} input", fontsize=12)
     return ax
 
 

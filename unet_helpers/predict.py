@@ -1,18 +1,22 @@
-"""Segment a folder of images with a trained checkpoint: mask PNGs, or a Kaggle submission.
+"""Segment a folder of images with a trained U-Net: mask PNGs, or a Kaggle submission.
 
-    python -m unet_helpers.predict --checkpoint runs/strong/best.pt --images data/tgs-salt/test/images --out runs/masks
-    python -m unet_helpers.predict --checkpoint runs/strong/best.pt --images data/tgs-salt/test/images \\
-        --submission runs/submission.csv --tta
+    python -m unet_helpers.predict --pretrained medium-strong --images data/tgs-salt/test/images --out runs/masks
+    python -m unet_helpers.predict --pretrained medium-strong --images data/tgs-salt/test/images --submission runs/submission.csv
+    python -m unet_helpers.predict --checkpoint runs/strong/best.pt --images my_images/ --out runs/masks --tta
 
-Images of any size work. A same-padding network gets the image with the mirrored border it was
-trained with (101 -> 128 is 13 pixels a side); a valid-padding network predicts with the paper's
-overlap-tile strategy. Existing files are never overwritten without --overwrite; errors print one
-clear message and exit with status 2.
+``--pretrained NAME`` takes a model shipped with the package (see ``unet_helpers.pretrained``) and
+its card's post-processing (threshold, minimum salt area, flip TTA), each of which an option can
+override; ``--checkpoint`` takes a training run's own file. Images of any size work, read in
+batches of images of the same size. A same-padding network gets the image with the mirrored
+border it was trained with (101 -> 104 is 1 pixel above and left, 2 below and right); a
+valid-padding network predicts with the paper's overlap-tile strategy. Existing files are never
+overwritten without --overwrite; errors print one clear message and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .data import SIDE, TGSDataError, write_submission
 from .engine import CheckpointError, model_from_checkpoint
+from .postprocess import to_masks
+from .pretrained import available_pretrained, load_pretrained
 from .tiling import mirror_pad, predict_tiled
 from .utils import get_device
 
@@ -30,14 +36,22 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m unet_helpers.predict",
-                                description="Predict salt masks for a folder of images with a trained U-Net checkpoint.")
-    p.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt written by training")
+                                description="Predict salt masks for a folder of images with a trained U-Net.")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--pretrained", metavar="NAME",
+                       help="a model shipped with the package: " + (", ".join(available_pretrained()) or "none installed"))
+    model.add_argument("--checkpoint", type=Path, help="best.pt or last.pt written by training")
     p.add_argument("--images", type=Path, required=True, help="folder of images (PNG, JPEG, TIFF, BMP), any size")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", type=Path, help="folder for the predicted masks, one PNG (0/255) per image, same names")
     out.add_argument("--submission", type=Path, help="write a Kaggle submission CSV (id = file name without suffix)")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is salt (default 0.5)")
-    p.add_argument("--tta", action="store_true", help="average with the prediction of the mirrored image")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability above which a pixel is salt (default: the card's for --pretrained, else 0.5)")
+    p.add_argument("--min-area", type=int, default=None,
+                   help="masks with fewer salt pixels are emptied (default: the card's for --pretrained, else 0)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the prediction of the mirrored image (default: the card's for --pretrained, else off)")
+    p.add_argument("--batch-size", type=int, default=64, help="images of the same size predicted together (default 64)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace mask files or a submission that already exist")
     return p
@@ -58,9 +72,10 @@ def read_image(path: Path) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_image(model: torch.nn.Module, image: torch.Tensor, recipe: dict, device: torch.device, tta: bool) -> torch.Tensor:
-    """Salt probabilities (H, W) for one (1, H, W) image."""
-    x = image.to(device).expand(model.in_channels, -1, -1)[None]  # grey -> the channels the network takes
+def predict_batch(model: torch.nn.Module, images: torch.Tensor, recipe: dict, device: torch.device, tta: bool) -> torch.Tensor:
+    """Salt probabilities (N, H, W) for a batch of grey images (N, 1, H, W) of one size."""
+    x = images.to(device).expand(-1, model.in_channels, -1, -1)  # grey -> the channels the network takes
+    x = x.contiguous(memory_format=torch.channels_last)
     height, width = x.shape[-2:]
 
     def run(batch: torch.Tensor) -> torch.Tensor:
@@ -70,14 +85,30 @@ def predict_image(model: torch.nn.Module, image: torch.Tensor, recipe: dict, dev
             scale = recipe.get("side", SIDE) / SIDE
             resized = F.interpolate(batch, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)
             return F.interpolate(torch.sigmoid(model(resized)), size=(height, width), mode="bilinear", align_corners=False)
-        margin = (recipe.get("side", SIDE) - SIDE) // 2 if recipe.get("size", "pad") == "pad" else 0
-        padded = mirror_pad(batch, margin, margin, margin, margin)
-        return torch.sigmoid(model(padded))[..., margin : margin + height, margin : margin + width]
+        # The border the network was trained with: TGSSaltDataset pads (side - 101) // 2 before, the rest after.
+        extra = recipe.get("side", SIDE) - SIDE if recipe.get("size", "pad") == "pad" else 0
+        before, after = extra // 2, extra - extra // 2
+        padded = mirror_pad(batch, before, after, before, after)
+        return torch.sigmoid(model(padded))[..., before : before + height, before : before + width]
 
     probs = run(x)
     if tta:
         probs = (probs + run(x.flip(-1)).flip(-1)) / 2
-    return probs[0, 0].cpu()
+    return probs[:, 0].float().cpu()
+
+
+def predict_image(model: torch.nn.Module, image: torch.Tensor, recipe: dict, device: torch.device, tta: bool) -> torch.Tensor:
+    """Salt probabilities (H, W) for one (1, H, W) image."""
+    return predict_batch(model, image[None], recipe, device, tta)[0]
+
+
+def _load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, dict, dict]:
+    """(model, recipe, post-processing defaults) from --pretrained or --checkpoint."""
+    if args.pretrained is not None:
+        model, card = load_pretrained(args.pretrained, device)
+        return model, card["recipe"], card["postprocessing"]
+    model, checkpoint = model_from_checkpoint(args.checkpoint, map_location=device)
+    return model.to(device).eval(), checkpoint.get("config") or {}, dict(threshold=0.5, min_area=0, tta=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
     paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise UsageError(f"{args.images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    if not 0 < args.threshold < 1:
+    if args.threshold is not None and not 0 < args.threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.min_area is not None and args.min_area < 0 or args.batch_size < 1:
+        raise UsageError("--min-area must be 0 or more and --batch-size at least 1")
     if args.submission is not None and args.submission.exists() and not args.overwrite:
         raise UsageError(f"{args.submission} already exists; pass --overwrite to replace it")
     if args.out is not None and not args.overwrite:
@@ -99,23 +132,30 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda was asked for, but no GPU is visible; use --device cpu")
     device = get_device() if args.device == "auto" else torch.device(args.device)
 
-    model, checkpoint = model_from_checkpoint(args.checkpoint, map_location=device)
-    model.to(device).eval()
-    recipe = checkpoint.get("config") or {}
-    masks = []
-    for path in paths:
-        probs = predict_image(model, read_image(path), recipe, device, args.tta)
-        mask = (probs > args.threshold).numpy().astype(np.uint8)
-        if args.out is not None:
-            args.out.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(mask * 255).save(args.out / f"{path.stem}.png")
-        else:
-            masks.append(mask)
-    if args.submission is not None:
-        write_submission(args.submission, [p.stem for p in paths], np.stack(masks) if len({m.shape for m in masks}) == 1 else masks)
-        print(f"wrote {args.submission} with {len(paths)} rows")
+    model, recipe, defaults = _load_model(args, device)
+    model = model.to(memory_format=torch.channels_last)
+    threshold = defaults["threshold"] if args.threshold is None else args.threshold
+    min_area = defaults["min_area"] if args.min_area is None else args.min_area
+    tta = defaults["tta"] if args.tta is None else args.tta
+    images = {p: read_image(p) for p in paths}
+    by_size = defaultdict(list)  # one batch holds images of one size
+    for p in paths:
+        by_size[tuple(images[p].shape[-2:])].append(p)
+    masks: dict[Path, np.ndarray] = {}
+    for group in by_size.values():
+        for start in range(0, len(group), args.batch_size):
+            chunk = group[start : start + args.batch_size]
+            probs = predict_batch(model, torch.stack([images[p] for p in chunk]), recipe, device, tta).numpy()
+            masks.update(zip(chunk, to_masks(probs, threshold, min_area).astype(np.uint8)))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for p in paths:
+            Image.fromarray(masks[p] * 255).save(args.out / f"{p.stem}.png")
+        print(f"wrote {len(paths)} masks to {args.out} (threshold {threshold}, min area {min_area}, tta {tta})")
     else:
-        print(f"wrote {len(paths)} masks to {args.out}")
+        ordered = [masks[p] for p in paths]
+        write_submission(args.submission, [p.stem for p in paths], np.stack(ordered) if len(by_size) == 1 else ordered)
+        print(f"wrote {args.submission} with {len(paths)} rows (threshold {threshold}, min area {min_area}, tta {tta})")
     return 0
 
 

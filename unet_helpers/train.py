@@ -25,7 +25,7 @@ from .data import TGSDataError, coverage_class, layout_problems, load_tgs_split,
 from .engine import CheckpointError, rank_and_world
 from .losses import LOSSES
 from .models import PADDING_MODES, PADDINGS
-from .recipes import RECIPES, make_datasets, run_recipe
+from .recipes import RECIPES, fitting_side, make_datasets, run_recipe
 
 
 class UsageError(Exception):
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--make-standin", action="store_true",
                    help="if --data holds no data, first write the offline synthetic stand-in there")
     g.add_argument("--val-fraction", type=float, default=0.2, help="share of tiles held out for validation (default 0.2)")
+    g.add_argument("--test-fraction", type=float, default=0.0,
+                   help="share of tiles held out for neither training nor checkpoint choice, for an honest final "
+                        "score (default 0); the ids of all three parts go to split.json")
     g.add_argument("--limit-train", type=int, default=None, help="use only the first N training tiles (quick runs)")
     g.add_argument("--limit-val", type=int, default=None, help="use only the first N validation tiles (quick runs)")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes per training process (default 0)")
@@ -55,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--padding-mode", choices=PADDING_MODES, default=None, help="border of same convolutions, e.g. reflect")
     g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm after each convolution")
     g.add_argument("--size", choices=("pad", "resize", "none"), default=None, help="how tiles reach the network's side")
-    g.add_argument("--side", type=int, default=None, help="side to pad or resize 101x101 tiles to (128; 144 for valid padding)")
+    g.add_argument("--side", type=int, default=None,
+                   help="side to pad or resize 101x101 tiles to (default: the smallest the network takes, 104 or 144)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
 
     g = p.add_argument_group("optimisation")
@@ -78,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="start again even if --out already holds a run")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available")
     g.add_argument("--no-amp", action="store_true", help="train in float32 even on a GPU")
+    g.add_argument("--no-channels-last", action="store_true", help="keep the default (N, C, H, W) memory format")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 lets two runs share 2 cores without slowing each other")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch is still printed)")
     g.add_argument("--config", type=Path, default=None, help="JSON or TOML file with any of these options")
     return p
@@ -142,12 +149,33 @@ def recipe_from_args(args: argparse.Namespace):
     overrides = {k: getattr(args, k) for k in ("size", "side", "augment", "loss", "optimizer", "lr", "weight_decay",
                                                "scheduler", "epochs", "batch_size", "finetune_loss", "finetune_epochs",
                                                "finetune_lr") if getattr(args, k) is not None}
+    if "side" not in overrides and model != recipe.model:
+        overrides["side"] = fitting_side(model)  # another network may need another side
     recipe = dataclasses.replace(recipe, model=model, **overrides)
     if recipe.epochs < 1 or recipe.batch_size < 1:
         raise UsageError("--epochs and --batch-size must be at least 1")
     if not 0 < args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if not 0 <= args.test_fraction < 1 - args.val_fraction:
+        raise UsageError(f"--test-fraction must be at least 0 and leave tiles to train on, got {args.test_fraction} "
+                         f"beside --val-fraction {args.val_fraction}")
     return recipe
+
+
+def split_three_ways(arrays, val_fraction: float, test_fraction: float = 0.0,
+                     seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+    """Train / validation / held-out ids, each stratified by salt coverage; fractions are shares of all tiles.
+
+    The held-out part is split off first, so a run with ``test_fraction=0`` has the same split as before.
+    """
+    ids, classes = arrays.ids, coverage_class(arrays.coverage)
+    test_ids: list[str] = []
+    if test_fraction > 0:
+        ids, test_ids = stratified_split(ids, classes, test_fraction, seed)
+        classes = coverage_class(arrays.subset(ids).coverage)
+        val_fraction = val_fraction / (1 - test_fraction)
+    train_ids, val_ids = stratified_split(ids, classes, val_fraction, seed)
+    return train_ids, val_ids, test_ids
 
 
 def _setup_distributed(args: argparse.Namespace) -> torch.device:
@@ -186,15 +214,21 @@ def run(args: argparse.Namespace) -> dict:
     if not (args.data / "train" / "images").is_dir():
         raise UsageError(f"data folder {args.data} holds no train/images; download the data (see data/README.md), "
                          "point --data at a folder in Kaggle's layout, or add --make-standin for the offline stand-in")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     arrays = load_tgs_split(args.data)
-    train_ids, val_ids = stratified_split(arrays.ids, coverage_class(arrays.coverage), args.val_fraction, args.seed)
+    train_ids, val_ids, test_ids = split_three_ways(arrays, args.val_fraction, args.test_fraction, args.seed)
     train_ids, val_ids = train_ids[: args.limit_train], val_ids[: args.limit_val]
     train_ds, val_ds = make_datasets(recipe, arrays, train_ids, val_ids)
     extra = dict(val_fraction=args.val_fraction, limit_train=args.limit_train, limit_val=args.limit_val)
+    if args.test_fraction:
+        extra["test_fraction"] = args.test_fraction
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "split.json", dict(train=train_ids, val=val_ids, test=test_ids))
         _write_json(out / "config.json", dict(vars(args), recipe_resolved=recipe.config(), processes=world, device=str(device)))
-        print(f"{recipe.name}: {len(train_ids)} training / {len(val_ids)} validation tiles, {world} process(es) on "
+        print(f"{recipe.name}: {len(train_ids)} training / {len(val_ids)} validation / {len(test_ids)} held-out tiles "
+              f"({recipe.side}x{recipe.side} inputs), {world} process(es) on "
               f"{device.type}, global batch {recipe.batch_size}", flush=True)
     histories: dict[str, dict] = {}
 
@@ -205,7 +239,7 @@ def run(args: argparse.Namespace) -> dict:
 
     _, history = run_recipe(recipe, train_ds, val_ds, out, device, resume=args.resume, overwrite=args.overwrite,
                             num_workers=args.num_workers, progress=not args.no_progress, seed=args.seed,
-                            amp=not args.no_amp, extra_config=extra, on_epoch_end=save_history)
+                            amp=not args.no_amp, channels_last=not args.no_channels_last, extra_config=extra, on_epoch_end=save_history)
     if rank == 0:
         histories["all"] = history
         _write_json(out / "history.json", histories)

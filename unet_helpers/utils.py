@@ -29,7 +29,8 @@ def describe_device(device: torch.device) -> str:
     """A one-line description of what produced a notebook's outputs, e.g. 'cpu (2 threads)'."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"{device.type} ({torch.get_num_threads()} threads, {platform.machine()})"
+    threads = torch.get_num_threads()
+    return f"{device.type} ({threads} thread{'s' if threads != 1 else ''}, {platform.machine()})"
 
 
 def seed_everything(seed: int) -> None:

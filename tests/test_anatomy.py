@@ -1,0 +1,96 @@
+"""Looking inside a U-Net: receptive fields (against a hand derivation and a measurement), feature maps, cut skips."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unet_helpers.anatomy import (cut_skip, effective_receptive_field, error_by_border_distance, extent, feature_maps,
+                                  receptive_field, receptive_field_by_position)
+from unet_helpers.models import UNet
+
+
+@pytest.mark.parametrize("features, walk, by_position", [
+    # The classic walk by hand: r = 1, jump = 1; each 3x3 conv adds 2 * jump; a pool adds 1 * jump and doubles it;
+    # an up-conv halves it. Exact up to 3 levels; deeper, the window depends on the place in the pooling cell.
+    ((8, 16), 18, [18, 18]),                    # 1+2+2 = 5 | pool 6, jump 2 | 6+4+4 = 14 | up: 14+2+2 = 18
+    ((16, 32, 64), 44, [44] * 4),               # 5 | 6 | 14 | 16, jump 4 | 16+8+8 = 32 | 32+4+4 = 40 | 40+2+2 = 44
+    ((16, 32, 64, 128), 96, [92, 92] + [100] * 4 + [92, 92]),      # walk: ... 68 | 84 | 92 | 96
+    ((64, 128, 256, 512, 1024), 200, [188, 188] + [204] * 12 + [188, 188]),  # the paper; walk: ... 140 | 172 | 188 | 196 | 200
+])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_receptive_field_against_the_hand_derivation(features, walk, by_position, padding):
+    model = UNet(1, 1, features, padding=padding)
+    assert receptive_field_by_position(model) == by_position
+    assert receptive_field(model) == max(by_position)
+    assert min(by_position) <= walk <= max(by_position)  # the walk gives a window between the two
+
+
+def _linearised(model: UNet) -> UNet:
+    """The same layout with every weight positive, no ReLU and average pooling: every path carries gradient."""
+    model = copy.deepcopy(model)
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(module, child_name, nn.Identity())
+    model.pool = nn.AvgPool2d(2, 2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.abs() + 0.01)
+    return model
+
+
+@pytest.mark.parametrize("features", [(2, 2), (2, 2, 2), (2, 2, 2, 2)])
+def test_receptive_field_equals_the_widest_measured_gradient(features):
+    model = _linearised(UNet(1, 1, features, padding="same"))
+    cell = 2 ** (len(features) - 1)
+    widths = []
+    for offset in range(cell):  # every position within one pooling cell, far from the border
+        x = torch.ones(1, 1, 128, 128, requires_grad=True)
+        model(x)[0, 0, 64, 64 + offset].backward()
+        widths.append(extent(x.grad[0, 0].abs().numpy()))
+    assert widths == receptive_field_by_position(model)
+
+
+def test_effective_receptive_field_is_a_normalised_map_inside_the_theoretical_one():
+    torch.manual_seed(0)
+    model = UNet(1, 1, (4, 8, 16), padding="same")
+    erf = effective_receptive_field(model, torch.rand(3, 1, 96, 96))
+    assert erf.shape == (96, 96) and erf.max() == pytest.approx(1.0) and erf.min() >= 0
+    assert 0 < extent(erf) <= receptive_field(model)
+
+
+def test_feature_maps_at_their_true_sides():
+    model = UNet(3, 1, (16, 32, 64, 128), padding="same", padding_mode="reflect", batch_norm=True)
+    maps = feature_maps(model, torch.rand(2, 3, 104, 104))
+    assert {k: tuple(v.shape[1:]) for k, v in maps.items()} == {
+        "enc1": (16, 104, 104), "enc2": (32, 52, 52), "enc3": (64, 26, 26), "bottleneck": (128, 13, 13),
+        "dec3": (64, 26, 26), "dec2": (32, 52, 52), "dec1": (16, 104, 104), "logits": (1, 104, 104)}
+
+
+@pytest.mark.parametrize("how", ["zeros", "mean"])
+def test_cutting_a_skip_changes_only_inside_the_block(how):
+    torch.manual_seed(0)
+    model = UNet(1, 1, (4, 8, 16), padding="same").eval()
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        with cut_skip(model, 1, how):
+            cut = model(x)
+        skip = model.encoders[0](x)
+        below = model.decoders[0](model.bottleneck(model.pool(model.encoders[1](model.pool(skip)))), model.encoders[1](model.pool(skip)))
+        flat = torch.zeros_like(skip) if how == "zeros" else skip.mean((-2, -1), keepdim=True).expand_as(skip)
+        assert torch.allclose(cut, model.head(model.decoders[1](below, flat)), atol=1e-6)
+        assert not torch.allclose(cut, before) and torch.equal(model(x), before)
+    with pytest.raises(ValueError, match="levels 1 to 2"):
+        with cut_skip(model, 3):
+            pass
+
+
+def test_error_by_border_distance_by_hand():
+    truth = np.zeros((1, 5, 5), bool)
+    pred = truth.copy()
+    pred[0, 0, 0] = True       # one wrong pixel on the border ring (16 pixels)
+    pred[0, 2, 2] = True       # the centre pixel, distance 2, wrong
+    assert error_by_border_distance(pred, truth).tolist() == [1 / 16, 0.0, 1.0]

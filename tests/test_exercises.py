@@ -1,0 +1,72 @@
+"""The notebooks' exercises: every reference solution passes its check, and no check passes an empty or a typical wrong answer."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from unet_helpers.exercises import EXERCISES, check, verify
+from unet_helpers.solutions import SOLUTIONS
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("0*.ipynb"))
+
+
+def test_every_exercise_has_a_reference_solution():
+    assert set(SOLUTIONS) == set(EXERCISES)
+
+
+@pytest.mark.parametrize("exercise", sorted(EXERCISES))
+def test_the_reference_solution_is_right(exercise, capsys):
+    assert check(exercise, SOLUTIONS[exercise])
+    assert capsys.readouterr().out.startswith("Right: ")
+
+
+@pytest.mark.parametrize("exercise", sorted(EXERCISES))
+@pytest.mark.parametrize("empty", [..., None, 0, "", lambda *args: None])
+def test_no_check_passes_an_empty_answer(exercise, empty):
+    ok, message = verify(exercise, empty)
+    assert not ok and message
+
+
+def _raises(*args):
+    raise NotImplementedError
+
+
+WRONG = {
+    "01.1": (286, "trims 2"), "01.2": (73_728, "one bias"), "01.3": (388, "Follow 188"), "02.1": (140, "output_side"),
+    "02.2": (16, "with a bias"), "03.1": ("3 1 5 2 9 1", "column-major"), "03.2": (104, "2 ** 4 = 16"),
+    "04.1": (lambda logits, target: (1 - (2 * ((logits > 0) * target).sum() + 1)
+                                     / ((logits > 0).sum() + target.sum() + 1)).mean(), "no gradient"),
+    "04.2": (76, "One step per batch"),
+    "05.1": (lambda iou, has_salt: float(iou >= 0.5), "strictly above"),
+    "05.2": (lambda model, x: (torch.sigmoid(model(x)) + torch.sigmoid(model(x.flip(-1)))) / 2, "mirror the second"),
+    "06.1": (128, "global batch"), "06.2": (50, "global batches"), "07.1": (14, "Walk the layers"),
+    "07.2": (lambda module, args: (torch.zeros_like(args[0]), args[1]), "return (x, torch.zeros_like(skip))"),
+}
+
+
+@pytest.mark.parametrize("exercise", sorted(EXERCISES))
+def test_a_typical_mistake_is_explained(exercise):
+    answer, hint = WRONG[exercise]
+    ok, message = verify(exercise, answer)
+    assert not ok and hint in message
+
+
+@pytest.mark.parametrize("exercise", ["04.1", "05.1", "05.2", "07.2"])
+def test_an_unwritten_function_gets_a_hint_not_a_crash(exercise):
+    ok, message = verify(exercise, _raises)
+    assert not ok and "NotImplementedError" in message
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_ends_with_checked_exercises(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    number = notebook.stem[:2]
+    asked = {key for key in EXERCISES if key.startswith(number + ".")}
+    assert 2 <= len(asked) <= 4
+    for key in asked:
+        assert any(f'check("{key}"' in source for source in code), f"{notebook.name} does not check exercise {key}"
+    headings = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Exercises")]
+    assert headings and all(c["cell_type"] == "code" or "Exercise" in "".join(c["source"]) or "exercise" in "".join(c["source"])
+                            for c in cells[headings[-1]:])

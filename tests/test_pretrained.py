@@ -1,0 +1,156 @@
+"""The trained U-Nets that ship with the package: files, cards, loading by name, the predictor, exporting a run."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unet_helpers import pretrained
+from unet_helpers import predict as predict_cli
+from unet_helpers import train as train_cli
+from unet_helpers.data import check_submission, load_tgs_split, make_synthetic_tgs
+from unet_helpers.models import UNet, count_parameters
+from unet_helpers.postprocess import choose_postprocessing, to_masks
+from unet_helpers.recipes import RECIPES
+
+MB = 2**20
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return make_synthetic_tgs(tmp_path_factory.mktemp("tgs"), n_train=60, n_test=5, seed=4)
+
+
+def test_one_shipped_model_per_recipe_of_notebook_04():
+    assert set(pretrained.NAMES) == set(RECIPES)
+    assert pretrained.available_pretrained() == list(pretrained.NAMES)
+
+
+@pytest.mark.parametrize("name", pretrained.NAMES)
+def test_shipped_files_and_card(name):
+    weights = pretrained.WEIGHTS_DIR / f"{name}.pt"
+    assert weights.stat().st_size <= 3 * MB
+    card = pretrained.load_card(name)
+    assert card["name"] == name and card["recipe"]["name"] == name and card["weights"]["bytes"] == weights.stat().st_size
+    for key in ("recipe", "model_config", "data", "training", "history", "best_val_tgs", "postprocessing", "held_out",
+                "torch", "date"):
+        assert key in card, key
+    data = card["data"]
+    train, val, held_out = set(data["train_ids"]), set(data["val_ids"]), set(data["held_out_ids"])
+    assert not (train & val or train & held_out or val & held_out)  # three disjoint parts
+    assert len(train) == 2400 and len(val) == 300 and len(held_out) == 300
+    history = card["history"]
+    assert len(history["epoch"]) == card["training"]["epochs"] + card["training"]["finetune_epochs"] == card["training"]["epochs_run"]
+    assert max(history["val_tgs"]) == pytest.approx(card["best_val_tgs"], abs=1e-4)
+    assert card["training"]["wall_time_s"] == pytest.approx(sum(history["seconds"]), rel=1e-3)
+    assert 0 < card["postprocessing"]["threshold"] < 1 and card["postprocessing"]["chosen_on"] == "validation tiles"
+    # The earlier project's recipes and the strong one all beat predicting nothing on tiles they never saw.
+    assert card["held_out"]["tgs"] > card["held_out"]["empty_baseline"] + 0.1
+
+
+@pytest.mark.parametrize("name", pretrained.NAMES)
+def test_load_pretrained_by_name_gives_a_working_unet(name, tiny_root):
+    model, card = pretrained.load_pretrained(name)
+    assert isinstance(model, UNet) and not model.training
+    assert model.config() == card["model_config"] and count_parameters(model) == card["parameters"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # stored in float16, used in float32
+    arrays = load_tgs_split(tiny_root)
+    probs = pretrained.predict_tiles(model, card["recipe"], arrays.subset(arrays.ids[:4]), tta=True)
+    assert probs.shape == (4, 101, 101) and probs.dtype == np.float32 and 0 <= probs.min() and probs.max() <= 1
+
+
+def test_unknown_name_lists_the_names():
+    with pytest.raises(ValueError) as err:
+        pretrained.load_pretrained("medium-strongest")
+    assert "'medium-strongest'" in str(err.value)
+    for name in pretrained.NAMES:
+        assert name in str(err.value)
+
+
+def test_unseen_ids_leave_out_training_and_validation_tiles():
+    card = pretrained.load_card("medium-strong")
+    ids = card["data"]["train_ids"][:3] + card["data"]["val_ids"][:2] + card["data"]["held_out_ids"][:4] + ["0123456789"]
+    assert pretrained.unseen_ids(card, ids) == card["data"]["held_out_ids"][:4] + ["0123456789"]
+
+
+# --- the command line --------------------------------------------------------------------------
+
+def test_predict_with_a_shipped_model_uses_its_card(tiny_root, tmp_path, capsys):
+    sub = tmp_path / "submission.csv"
+    assert predict_cli.main(["--pretrained", "medium-strong", "--images", str(tiny_root / "test/images"),
+                             "--submission", str(sub), "--device", "cpu"]) == 0
+    assert check_submission(sub, tiny_root / "sample_submission.csv") == 5
+    post = pretrained.load_card("medium-strong")["postprocessing"]
+    assert f"threshold {post['threshold']}, min area {post['min_area']}, tta {post['tta']}" in capsys.readouterr().out
+    out = tmp_path / "masks"
+    assert predict_cli.main(["--pretrained", "small-valid", "--images", str(tiny_root / "test/images"), "--out", str(out),
+                             "--threshold", "0.5", "--no-tta", "--device", "cpu"]) == 0
+    assert "threshold 0.5, min area" in capsys.readouterr().out and len(list(out.glob("*.png"))) == 5
+
+
+def test_predict_unknown_shipped_model_exits_2(tiny_root, tmp_path, capsys):
+    assert predict_cli.main(["--pretrained", "huge", "--images", str(tiny_root / "test/images"),
+                             "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no shipped model named 'huge'" in err and "medium-strong" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_batched_prediction_equals_one_image_at_a_time(tmp_path):
+    model, card = pretrained.load_pretrained("medium-strong")
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.random((5, 1, 101, 101), dtype=np.float32))
+    batched = predict_cli.predict_batch(model, images, card["recipe"], torch.device("cpu"), tta=True)
+    single = torch.stack([predict_cli.predict_image(model, im, card["recipe"], torch.device("cpu"), True) for im in images])
+    assert batched.shape == (5, 101, 101) and torch.allclose(batched, single, atol=1e-5)
+
+
+def test_predictor_pads_like_the_training_data():
+    """101 -> 104: TGSSaltDataset puts 1 mirrored pixel above and left, 2 below and right; the predictor must too."""
+    model, card = pretrained.load_pretrained("small-same")
+    arrays_like = torch.rand(2, 1, 101, 101)
+    from unet_helpers.data import TGSSaltDataset
+    from unet_helpers.data.files import TGSArrays
+    arrays = TGSArrays(["a", "b"], (arrays_like[:, 0].numpy() * 255).round().astype(np.uint8), None, np.zeros(2, np.float32))
+    via_dataset = pretrained.predict_tiles(model, card["recipe"], arrays, tta=False)
+    grey = torch.from_numpy(arrays.images).float().div(255)[:, None]
+    via_cli = predict_cli.predict_batch(model, grey, card["recipe"], torch.device("cpu"), tta=False).numpy()
+    assert np.allclose(via_dataset, via_cli, atol=1e-5)
+
+
+# --- post-processing -----------------------------------------------------------------------------
+
+def test_small_predictions_are_dropped_and_the_choice_is_made_on_the_given_tiles():
+    probs = np.zeros((3, 101, 101), np.float32)
+    probs[0, :3, :3] = 0.9     # 9 stray pixels on an empty tile
+    probs[1, 20:60, 20:60] = 0.7   # a real body
+    truth = np.zeros((3, 101, 101), np.uint8)
+    truth[1, 20:60, 20:60] = 1
+    assert to_masks(probs, 0.5, 0)[0].sum() == 9 and to_masks(probs, 0.5, 10)[0].sum() == 0
+    assert to_masks(probs, 0.5, 10)[1].sum() == 1600 and to_masks(probs, 0.8, 0)[1].sum() == 0
+    chosen = choose_postprocessing(probs, truth, thresholds=(0.5, 0.8), min_areas=(0, 10))
+    assert (chosen["threshold"], chosen["min_area"], chosen["score"]) == (0.5, 10, 1.0)
+
+
+# --- exporting a run ---------------------------------------------------------------------------
+
+def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    argv = ["--data", str(tiny_root), "--recipe", "small-same", "--features", "4,8", "--epochs", "2", "--batch-size", "16",
+            "--val-fraction", "0.2", "--test-fraction", "0.2", "--no-progress", "--device", "cpu", "--out", str(run)]
+    assert train_cli.main(argv) == 0
+    split = json.loads((run / "split.json").read_text())
+    sizes = len(split["train"]), len(split["val"]), len(split["test"])
+    assert sum(sizes) == 60 and all(abs(n - 12) <= 3 for n in sizes[1:])  # 20% each, rounded per coverage class
+    card = pretrained.export(run, tiny_root, name="small-same", out_dir=tmp_path / "weights", device_note="test CPU")
+    state = torch.load(tmp_path / "weights" / "small-same.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for k, v in state.items() if v.is_floating_point())
+    assert card["data"]["held_out_ids"] == split["test"] and card["held_out"]["tiles"] == len(split["test"])
+    assert card["training"]["device"] == "test CPU" and len(card["history"]["epoch"]) == 2
+    assert card["torch"] == torch.__version__
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(pretrained, "NAMES", ("small-same",))
+    model, loaded = pretrained.load_pretrained("small-same")
+    assert loaded == json.loads((tmp_path / "weights" / "small-same.json").read_text())
+    assert torch.allclose(model.head.weight, state["head.weight"].float())

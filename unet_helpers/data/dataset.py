@@ -1,0 +1,135 @@
+"""TGS Salt as a PyTorch Dataset (decoded once, padded or resized once), and a stratified split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from .files import PAD_SIDE, RESIZE_SIDE, SIDE, TGSArrays, load_tgs_split
+
+
+class TGSSaltDataset(Dataset):
+    """TGS Salt tiles as tensors, decoded once and kept in memory.
+
+    Args:
+        source: a data folder in Kaggle's layout, or a :class:`TGSArrays` already decoded.
+        split: "train" (images and masks) or "test" (images only) when ``source`` is a folder.
+        ids: restrict to these ids (e.g. one side of :func:`stratified_split`).
+        channels: 1, or 3 (the grey image repeated, for networks built for RGB).
+        depth_channel: append the tile's depth (z / 1000) as one more constant channel.
+        size: "pad" (reflect-pad 101 -> 104, crop predictions back with :meth:`restore`),
+            "resize" (bilinear to 104, as the earlier project did) or "none" (keep 101).
+        side: the side to pad or resize to, instead of 104 (e.g. 144 for a valid-padding
+            U-Net whose output must still cover the whole 101x101 tile).
+        augment: random horizontal flips, applied identically to image and mask.
+
+    Items: ``(image, mask)`` with image (C, S, S) float32 in [0, 1] and mask (1, S, S) float32
+    in {0, 1}; for the test split, ``(image, index)``.
+    """
+
+    def __init__(self, source: str | Path | TGSArrays, split: str = "train", ids: list[str] | None = None,
+                 channels: int = 3, depth_channel: bool = False, size: str = "pad", augment: bool = False,
+                 side: int | None = None) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        if size not in ("pad", "resize", "none"):
+            raise ValueError(f"size must be 'pad', 'resize' or 'none', got {size!r}")
+        if size != "none" and side is not None and side < SIDE:
+            raise ValueError(f"side must be at least {SIDE} to {size} a {SIDE}x{SIDE} tile, got {side}")
+        self._side = side if side is not None else {"pad": PAD_SIDE, "resize": RESIZE_SIDE, "none": SIDE}[size]
+        if size == "none":
+            self._side = SIDE
+        arrays = source if isinstance(source, TGSArrays) else load_tgs_split(source, split)
+        if ids is not None:
+            arrays = arrays.subset(ids)
+        self.arrays, self.ids = arrays, arrays.ids
+        self.channels, self.depth_channel, self.size = channels, depth_channel, size
+        self.flip = v2.RandomHorizontalFlip(p=0.5) if augment else None
+        # Padding or resizing is done once here, not per item.
+        self.images = self._fit(torch.from_numpy(arrays.images).unsqueeze(1).float().div_(255), "image")
+        self.masks = None if arrays.masks is None else self._fit(torch.from_numpy(arrays.masks).unsqueeze(1).float(), "mask")
+        self.depths = torch.from_numpy(arrays.depths / 1000.0).float()
+
+    @property
+    def side(self) -> int:
+        """Side of the images this dataset returns."""
+        return self._side
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the images this dataset returns (for ``UNet(in_channels=...)``)."""
+        return self.channels + int(self.depth_channel)
+
+    def _fit(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """(N, 1, 101, 101) -> (N, 1, S, S) by the chosen size strategy."""
+        if self.size == "pad":
+            before = (self.side - SIDE) // 2
+            return F.pad(x, (before, self.side - SIDE - before) * 2, mode="reflect")
+        if self.size == "resize":
+            mode = "bilinear" if kind == "image" else "nearest"
+            return F.interpolate(x, size=(self.side, self.side), mode=mode, **({"align_corners": False} if kind == "image" else {}))
+        return x
+
+    def restore(self, output: torch.Tensor) -> torch.Tensor:
+        """Bring (N, C, s, s) predictions back to the original (N, C, 101, 101) tile.
+
+        ``s`` may be smaller than the input side (a valid-padding U-Net's output is the centre of
+        its input), as long as the output still covers the tile.
+        """
+        if self.size == "pad":
+            offset = (self.side - SIDE) // 2 - (self.side - output.shape[-1]) // 2  # tile's start in the output
+            if offset < 0 or offset + SIDE > output.shape[-1]:
+                raise ValueError(
+                    f"an output of side {output.shape[-1]} from inputs of side {self.side} does not cover the "
+                    f"{SIDE}x{SIDE} tile; pad to a larger side"
+                )
+            return output[..., offset : offset + SIDE, offset : offset + SIDE]
+        if self.size == "resize":
+            return F.interpolate(output, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
+        return output
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        if self.channels == 3:
+            image = image.expand(3, -1, -1)
+        if self.depth_channel:
+            image = torch.cat([image, self.depths[index].expand(1, *image.shape[-2:])])
+        if self.masks is None:
+            return image.contiguous(), index
+        mask = self.masks[index]
+        if self.flip is not None:
+            image, mask = self.flip(tv_tensors.Image(image), tv_tensors.Mask(mask))
+            image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+        return image.contiguous(), mask
+
+
+def coverage_class(coverage: np.ndarray) -> np.ndarray:
+    """Salt-coverage class 0..10: 0 for an empty mask, else ceil(coverage * 10)."""
+    return np.ceil(np.asarray(coverage) * 10).astype(int)
+
+
+def stratified_split(ids: list[str], classes, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Seeded train/validation split with the same share of every class on both sides (80/20 by default)."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    classes = np.asarray(classes)
+    if len(classes) != len(ids):
+        raise ValueError(f"got {len(ids)} ids but {len(classes)} classes")
+    rng = np.random.default_rng(seed)
+    val = set()
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        rng.shuffle(members)
+        val.update(members[: int(round(val_fraction * len(members)))].tolist())
+    train_ids = [i for k, i in enumerate(ids) if k not in val]
+    val_ids = [i for k, i in enumerate(ids) if k in val]
+    return train_ids, val_ids
+

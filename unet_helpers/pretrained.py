@@ -1,0 +1,214 @@
+"""Trained U-Nets that ship with the package: one per recipe of notebook 04, each with a card.
+
+    from unet_helpers.pretrained import load_pretrained
+    model, card = load_pretrained("medium-strong")      # a UNet in eval mode, and its card (a dict)
+
+Each model is ``weights/<name>.pt`` (its state dict, stored in float16 to halve the file; loaded
+back as float32) beside ``weights/<name>.json``, its card: the recipe and its configuration, the
+exact training, validation and held-out tile ids, epochs, device and wall time, the per-epoch
+history, the best validation tgs_score, the post-processing chosen on the validation tiles
+(threshold, minimum salt area, flip TTA), the score on the held-out tiles, torch version and date.
+
+The cards are written from a finished training run (``python -m unet_helpers.train ...
+--test-fraction 0.1``) by::
+
+    python -m unet_helpers.pretrained export --run runs/real/medium-strong --data data/tgs-salt
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .data import N_TRAIN, TGSArrays, TGSSaltDataset, load_tgs_split
+from .engine import CheckpointError, predict
+from .metrics import iou, tgs_score
+from .models import UNet, count_parameters
+from .postprocess import choose_postprocessing, to_masks
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+NAMES = ("small-valid", "small-same", "medium-reflect", "medium-strong")  # the recipes of notebook 04
+
+
+def available_pretrained() -> list[str]:
+    """Names of the shipped models whose weights and card are both installed."""
+    return [n for n in NAMES if (WEIGHTS_DIR / f"{n}.pt").is_file() and (WEIGHTS_DIR / f"{n}.json").is_file()]
+
+
+def load_card(name: str) -> dict:
+    """The card of a shipped model (no weights loaded)."""
+    _check_name(name)
+    return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """A shipped U-Net by recipe name, in eval mode on ``device``, and its card.
+
+    Raises ``ValueError`` listing the names when ``name`` is not one of them.
+    """
+    card = load_card(name)
+    model = UNet(**card["model_config"])
+    state = torch.load(WEIGHTS_DIR / f"{name}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(device).eval(), card
+
+
+def _check_name(name: str) -> None:
+    if name not in available_pretrained():
+        known = ", ".join(available_pretrained()) or "none are installed"
+        raise ValueError(f"no shipped model named {name!r}; the names are: {known}")
+
+
+def unseen_ids(card: dict, ids: list[str]) -> list[str]:
+    """The ids among ``ids`` that the model neither trained on nor was chosen on (honest tiles to score)."""
+    seen = set(card["data"]["train_ids"]) | set(card["data"]["val_ids"])
+    return [i for i in ids if i not in seen]
+
+
+# ---------------------------------------------------------------------------
+# Scoring a model on tiles, with the card's post-processing
+# ---------------------------------------------------------------------------
+
+
+def predict_tiles(model: torch.nn.Module, recipe: dict, arrays: TGSArrays, device: torch.device | str = "cpu",
+                  tta: bool = True, batch_size: int = 64) -> np.ndarray:
+    """Salt probabilities (N, 101, 101) for decoded tiles, prepared as the recipe trained them."""
+    dataset = TGSSaltDataset(arrays, channels=recipe["model"].get("in_channels", 3), size=recipe["size"], side=recipe["side"])
+    loader = DataLoader(dataset, batch_size=batch_size)
+    return predict(model, loader, torch.device(device), channels_last=True, hflip_tta=tta)[:, 0].numpy()
+
+
+def score_tiles(probs: np.ndarray, truth: np.ndarray, threshold: float, min_area: int) -> dict:
+    """tgs_score and IoU of post-processed predictions, with the all-empty baseline beside them."""
+    masks = to_masks(probs, threshold, min_area)
+    return dict(tiles=len(truth), tgs=round(float(tgs_score(masks, truth)), 4), iou=round(float(iou(masks, truth)), 4),
+                empty_baseline=round(float(tgs_score(np.zeros_like(masks), truth)), 4))
+
+
+# ---------------------------------------------------------------------------
+# Writing a card from a training run
+# ---------------------------------------------------------------------------
+
+
+def _best_checkpoint(run: Path) -> tuple[Path, dict]:
+    """The checkpoint the run would ship: the best validation tgs_score of the main and fine-tune stages."""
+    candidates = [p for p in (run / "best.pt", run / "finetune" / "best.pt") if p.is_file()]
+    if not candidates:
+        raise CheckpointError(f"{run} holds no best.pt; train first (python -m unet_helpers.train ... --out {run})")
+    loaded = [(p, torch.load(p, map_location="cpu", weights_only=True)) for p in candidates]
+    return max(loaded, key=lambda item: item[1]["best_score"])
+
+
+def export(run: str | Path, data: str | Path, name: str | None = None, out_dir: Path = WEIGHTS_DIR,
+           device_note: str | None = None) -> dict:
+    """Write ``out_dir/<name>.pt`` (float16 weights) and ``<name>.json`` (the card) from a finished run."""
+    run, data = Path(run), Path(data)
+    config = json.loads((run / "config.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    histories = json.loads((run / "history.json").read_text())
+    recipe = config["recipe_resolved"]
+    name = name or recipe["name"]
+    path, checkpoint = _best_checkpoint(run)
+    model = UNet(**checkpoint["model_config"])
+    model.load_state_dict(checkpoint["model"])
+    half = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["model"].items()}
+    rounded = UNet(**checkpoint["model_config"])
+    rounded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
+
+    arrays = load_tgs_split(data, ids=split["val"] + split["test"])
+    val, test = arrays.subset(split["val"]), arrays.subset(split["test"])
+    # Everything about post-processing is chosen on the validation tiles; the held-out tiles are scored once.
+    choices = {}
+    for tta in (False, True):
+        probs = predict_tiles(model, recipe, val, tta=tta)
+        choices[tta] = dict(choose_postprocessing(probs, val.masks), plain_at_05=float(tgs_score(probs > 0.5, val.masks)))
+    tta = choices[True]["score"] > choices[False]["score"]
+    chosen = choices[tta]
+    test_probs = predict_tiles(rounded, recipe, test, tta=tta)
+    held_out = score_tiles(test_probs, test.masks, chosen["threshold"], chosen["min_area"])
+    held_out_plain = score_tiles(predict_tiles(rounded, recipe, test, tta=False), test.masks, 0.5, 0)
+    val_float16 = score_tiles(predict_tiles(rounded, recipe, val, tta=tta), val.masks, chosen["threshold"], chosen["min_area"])
+
+    n_tiles = len(split["train"]) + len(split["val"]) + len(split["test"])
+    history = histories.get("all") or histories.get("main")
+    planned = recipe["epochs"] + ((recipe.get("finetune_epochs") or 0) if recipe.get("finetune_loss") else 0)
+    if len(history["epoch"]) < planned:
+        print(f"warning: {run} ran {len(history['epoch'])} of its {planned} epochs: the run is unfinished")
+    stage = "finetune" if path.parent.name == "finetune" else "main"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.pt"
+    torch.save(half, weights)
+    card = dict(
+        name=name,
+        summary=(f"U-Net {recipe['name']} trained from scratch on real TGS Salt tiles: held-out tgs_score "
+                 f"{held_out['tgs']:.3f} on {held_out['tiles']} tiles (all-empty baseline {held_out['empty_baseline']:.3f})"),
+        recipe=recipe,
+        model_config=checkpoint["model_config"],
+        parameters=count_parameters(model),
+        data=dict(
+            source=f"Kaggle TGS Salt Identification Challenge, its training tiles ({n_tiles:,} of Kaggle's {N_TRAIN:,} were used)",
+            split="stratified by salt coverage, seed %d: %d training, %d validation, %d held-out tiles" % (
+                config["seed"], len(split["train"]), len(split["val"]), len(split["test"])),
+            train_ids=split["train"], val_ids=split["val"], held_out_ids=split["test"],
+        ),
+        training=dict(
+            epochs=recipe["epochs"], finetune_epochs=recipe.get("finetune_epochs", 0),
+            epochs_run=len(history["epoch"]), chosen_checkpoint=f"{stage} stage, epoch {checkpoint['epoch']}",
+            device=device_note or config.get("device", "cpu"), threads=config.get("threads"),
+            wall_time_s=round(float(sum(history["seconds"])), 1),
+            command=f"python -m unet_helpers.train --data <tgs-salt> --recipe {recipe['name']} --val-fraction "
+                    f"{config['val_fraction']} --test-fraction {config['test_fraction']} --seed {config['seed']}",
+        ),
+        history={k: [round(float(v), 5) for v in vals] for k, vals in history.items()},
+        best_val_tgs=round(float(checkpoint["best_score"]), 4),
+        postprocessing=dict(threshold=chosen["threshold"], min_area=chosen["min_area"], tta=tta,
+                            chosen_on="validation tiles",
+                            val_tgs=dict(plain_at_0_5=round(choices[False]["plain_at_05"], 4),
+                                         best_without_tta=round(choices[False]["score"], 4),
+                                         best_with_tta=round(choices[True]["score"], 4))),
+        held_out=dict(held_out, plain_at_0_5_without_tta=held_out_plain["tgs"]),
+        weights=dict(file=weights.name, dtype="float16", bytes=weights.stat().st_size,
+                     sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
+                     val_tgs_float32=round(chosen["score"], 4), val_tgs_float16=val_float16["tgs"]),
+        torch=torch.__version__, python=platform.python_version(), date=datetime.date.today().isoformat(),
+    )
+    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unet_helpers.pretrained", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the shipped models and their held-out scores")
+    ex = sub.add_parser("export", help="write weights and card from a finished training run")
+    ex.add_argument("--run", type=Path, required=True, help="the run's --out folder")
+    ex.add_argument("--data", type=Path, required=True, help="the data folder the run trained on")
+    ex.add_argument("--name", default=None, help="name of the shipped model (default: the recipe's)")
+    ex.add_argument("--out-dir", type=Path, default=WEIGHTS_DIR)
+    ex.add_argument("--device-note", default=None, help="what trained it, for the card (e.g. '2-core Xeon CPU')")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "export":
+            card = export(args.run, args.data, args.name, args.out_dir, args.device_note)
+            print(card["summary"])
+        else:
+            for name in available_pretrained():
+                card = load_card(name)
+                print(f"{name:16} {card['parameters']:>9,} parameters  held-out tgs_score {card['held_out']['tgs']:.3f}"
+                      f"  ({card['held_out']['tiles']} tiles, empty baseline {card['held_out']['empty_baseline']:.3f})")
+    except (CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
