@@ -7,7 +7,7 @@ history, config and random-number state) plus ``best.pt`` whenever the validatio
 ``last.pt`` and produces the same history as a run that was never interrupted.
 
 On CUDA it trains in mixed precision (bfloat16 on Ampere and newer GPUs, else float16 with a
-gradient scaler). On the CPU it trains in float32: bfloat16 autocast was 2.2x slower on our
+gradient scaler). On the CPU it trains in float32: bfloat16 autocast was about 3x slower on our
 2-core Xeon, whose virtual CPU does not expose avx512_bf16 or AMX (benchmarks/bench_training.py).
 On both it uses the channels_last memory format (1.3x faster on that CPU, the same numbers).
 """
