@@ -2,6 +2,7 @@
 
 Kernels that nbval starts inherit this environment, so the notebooks' config cells see it.
 """
+
 import os
 
 os.environ.setdefault("UNET_FAST", "1")

@@ -6,6 +6,7 @@ Ours decodes the split once (TGSSaltDataset), then serves 3,200 images in batche
 random flips. The baseline is the earlier project's way: every item opens its image and mask
 PNGs with PIL and runs PIL-based torchvision transforms. Single process (num_workers=0), CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,10 @@ class PerItemPNGDataset(Dataset):
     def __getitem__(self, i):
         image = Image.open(self.root / "train/images" / f"{self.ids[i]}.png").convert("RGB")
         mask = Image.open(self.root / "train/masks" / f"{self.ids[i]}.png").convert("L")
-        image, mask = TF.resize(image, [104, 104]), TF.resize(mask, [104, 104], interpolation=transforms.InterpolationMode.NEAREST)
+        image, mask = (
+            TF.resize(image, [104, 104]),
+            TF.resize(mask, [104, 104], interpolation=transforms.InterpolationMode.NEAREST),
+        )
         if random.random() < 0.5:
             image, mask = TF.hflip(image), TF.hflip(mask)
         return self.to_tensor(image), (self.to_tensor(mask) > 0.5).float()
@@ -44,14 +48,16 @@ class PerItemPNGDataset(Dataset):
 def epoch_seconds(dataset: Dataset, batch_size: int = 32) -> float:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
     start = time.perf_counter()
-    for images, masks in loader:
+    for _batch in loader:
         pass
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=None, help="data folder in Kaggle's layout (default: get_tgs_salt())")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="data folder in Kaggle's layout (default: get_tgs_salt())"
+    )
     parser.add_argument("--images", type=int, default=3200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

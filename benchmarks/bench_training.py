@@ -12,6 +12,7 @@ transforms (resize to 104), batch 40, its ~500k-parameter reflect-padded U-Net, 
 default memory format. Every measurement runs in its own process, one after the other, so that
 its peak memory (max RSS, and CUDA's max allocated) is its own and nothing else shares the CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,15 @@ from unet_helpers.utils import describe_device, get_device  # noqa: E402
 EARLIER_NET = dict(in_channels=3, out_channels=1, features=(16, 32, 64, 128), padding="same", padding_mode="reflect")
 
 
-def measure_training(way: str, images: int, device: torch.device, side: int | None = None, channels_last: bool = True,
-                     bf16: bool = False, compile_: bool = False) -> dict:
+def measure_training(
+    way: str,
+    images: int,
+    device: torch.device,
+    side: int | None = None,
+    channels_last: bool = True,
+    bf16: bool = False,
+    compile_: bool = False,
+) -> dict:
     """One timed epoch of ``images`` images (after a warm-up epoch); ``way`` is a recipe name or "earlier"."""
     root = get_tgs_salt(verbose=False).root
     torch.manual_seed(0)
@@ -55,8 +63,14 @@ def measure_training(way: str, images: int, device: torch.device, side: int | No
         model = build_model(recipe).to(device)
         optimizer, loss_fn = build_optimizer(recipe, model), make_loss(recipe.loss)
         arrays = load_tgs_split(root)
-        dataset = TGSSaltDataset(arrays, ids=arrays.ids[:images], channels=3, size=recipe.size,
-                                 side=side or recipe.side, augment=recipe.augment)
+        dataset = TGSSaltDataset(
+            arrays,
+            ids=arrays.ids[:images],
+            channels=3,
+            size=recipe.size,
+            side=side or recipe.side,
+            augment=recipe.augment,
+        )
         loader = DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, pin_memory=device.type == "cuda")
     setup = time.perf_counter() - started
     amp_dtype = torch.bfloat16 if bf16 else amp_dtype_for(device)
@@ -77,9 +91,17 @@ def measure_training(way: str, images: int, device: torch.device, side: int | No
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return dict(way=way, images=len(loader.dataset), seconds=seconds, images_per_s=len(loader.dataset) / seconds,
-                setup_s=setup, warmup_s=warm, loss=loss, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0)
+    return dict(
+        way=way,
+        images=len(loader.dataset),
+        seconds=seconds,
+        images_per_s=len(loader.dataset) / seconds,
+        setup_s=setup,
+        warmup_s=warm,
+        loss=loss,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0,
+    )
 
 
 @torch.no_grad()
@@ -121,44 +143,65 @@ def main() -> None:
     if args.child:
         options = json.loads(args.child)
         kind = options.pop("kind")
-        result = measure_inference(device=device, **options) if kind == "inference" else measure_training(device=device, **options)
+        result = (
+            measure_inference(device=device, **options)
+            if kind == "inference"
+            else measure_training(device=device, **options)
+        )
         print(json.dumps(result))
         return
     source = get_tgs_salt()  # make sure the data exists before the children start
     images = 3200 if args.epoch else args.images
-    print(f"device: {describe_device(device)}, torch {torch.__version__}; data: {source.n_train:,} tiles "
-          f"({'stand-in' if source.synthetic else 'real'})")
+    print(
+        f"device: {describe_device(device)}, torch {torch.__version__}; data: {source.n_train:,} tiles "
+        f"({'stand-in' if source.synthetic else 'real'})"
+    )
     if args.inference:
         for channels_last in (False, True):
             for batch, side in ((1, 104), (64, 104), (1, 128), (64, 128)):
-                r = child(kind="inference", batch=batch, side=side, channels_last=channels_last,
-                          repeats=40 if batch == 1 else 2)
-                print(f"inference medium-strong {side}x{side} batch {batch:3d} "
-                      f"{'channels_last' if channels_last else 'NCHW         '}  {r['ms_per_tile']:6.2f} ms per tile")
+                r = child(
+                    kind="inference",
+                    batch=batch,
+                    side=side,
+                    channels_last=channels_last,
+                    repeats=40 if batch == 1 else 2,
+                )
+                print(
+                    f"inference medium-strong {side}x{side} batch {batch:3d} "
+                    f"{'channels_last' if channels_last else 'NCHW         '}  {r['ms_per_tile']:6.2f} ms per tile"
+                )
         return
     if args.variants:
-        rows = [("128 padded, NCHW, float32 (the trainer before)", dict(side=128, channels_last=False)),
-                ("104 padded, NCHW, float32", dict(side=104, channels_last=False)),
-                ("104 padded, channels_last, float32 (ours)", dict(side=104, channels_last=True)),
-                ("104 padded, channels_last, bfloat16 autocast", dict(side=104, channels_last=True, bf16=True))]
+        rows = [
+            ("128 padded, NCHW, float32 (the trainer before)", dict(side=128, channels_last=False)),
+            ("104 padded, NCHW, float32", dict(side=104, channels_last=False)),
+            ("104 padded, channels_last, float32 (ours)", dict(side=104, channels_last=True)),
+            ("104 padded, channels_last, bfloat16 autocast", dict(side=104, channels_last=True, bf16=True)),
+        ]
         if args.compile:
             rows.append(("104 padded, channels_last, torch.compile", dict(side=104, channels_last=True, compile_=True)))
         base = None
         for label, options in rows:
             r = child(kind="training", way="medium-reflect", images=images, **options)
             base = base or r
-            print(f"medium-reflect {label:52} {r['images_per_s']:6.1f} images/s  ({r['images_per_s'] / base['images_per_s']:.2f}x)"
-                  f"  loss after 2 epochs {r['loss']:.4f}  warm-up {r['warmup_s']:.0f} s")
+            print(
+                f"medium-reflect {label:52} {r['images_per_s']:6.1f} images/s  ({r['images_per_s'] / base['images_per_s']:.2f}x)"
+                f"  loss after 2 epochs {r['loss']:.4f}  warm-up {r['warmup_s']:.0f} s"
+            )
         return
     earlier = child(kind="training", way="earlier", images=images)
-    print(f"{'earlier project (PNG per item, PIL, 104, batch 40)':54} {earlier['images_per_s']:6.1f} images/s  "
-          f"{earlier['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {earlier['peak_rss_mb']:5.0f} MB")
+    print(
+        f"{'earlier project (PNG per item, PIL, 104, batch 40)':54} {earlier['images_per_s']:6.1f} images/s  "
+        f"{earlier['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {earlier['peak_rss_mb']:5.0f} MB"
+    )
     for name in RECIPES:
         r = child(kind="training", way=name, images=images)
-        print(f"{'ours: ' + name + f' ({RECIPES[name].side}x{RECIPES[name].side})':54} {r['images_per_s']:6.1f} images/s  "
-              f"{r['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {r['peak_rss_mb']:5.0f} MB"
-              + (f"  peak CUDA {r['peak_cuda_mb']:5.0f} MB" if r["peak_cuda_mb"] else "")
-              + f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x")
+        print(
+            f"{'ours: ' + name + f' ({RECIPES[name].side}x{RECIPES[name].side})':54} {r['images_per_s']:6.1f} images/s  "
+            f"{r['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {r['peak_rss_mb']:5.0f} MB"
+            + (f"  peak CUDA {r['peak_cuda_mb']:5.0f} MB" if r["peak_cuda_mb"] else "")
+            + f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Trains on the stand-in's stratified 80/20 split (3,200 / 800 tiles) with the rec
 checkpointing to runs/standin-quality/<recipe> (an interrupted run resumes), and prints the
 result. The all-empty baseline predicts no salt anywhere; its score is the share of empty masks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,14 @@ def main() -> None:
     baseline = tgs_score(np.zeros_like(val_ds.arrays.masks), val_ds.arrays.masks)
     best = int(np.argmax(history["val_tgs"]))
     print(f"device: {describe_device(device)}, torch {torch.__version__}, synthetic={source.synthetic}")
-    print(f"recipe {recipe.name}: {recipe.epochs} + {recipe.finetune_epochs} fine-tune epochs, "
-          f"{np.mean(history['seconds']):.0f} s per epoch, {time.perf_counter() - started:.0f} s in this call")
-    print(f"best validation tgs_score {history['val_tgs'][best]:.3f} (epoch {history['epoch'][best]}), "
-          f"IoU {history['val_iou'][best]:.3f}; all-empty baseline {baseline:.3f}")
+    print(
+        f"recipe {recipe.name}: {recipe.epochs} + {recipe.finetune_epochs} fine-tune epochs, "
+        f"{np.mean(history['seconds']):.0f} s per epoch, {time.perf_counter() - started:.0f} s in this call"
+    )
+    print(
+        f"best validation tgs_score {history['val_tgs'][best]:.3f} (epoch {history['epoch'][best]}), "
+        f"IoU {history['val_iou'][best]:.3f}; all-empty baseline {baseline:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Looking inside a U-Net: receptive fields (against a hand derivation and a measurement), feature maps, cut skips."""
+
 import copy
 
 import numpy as np
@@ -6,19 +7,33 @@ import pytest
 import torch
 from torch import nn
 
-from unet_helpers.anatomy import (cut_skip, effective_receptive_field, error_by_border_distance, extent, feature_maps,
-                                  receptive_field, receptive_field_by_position)
+from unet_helpers.anatomy import (
+    cut_skip,
+    effective_receptive_field,
+    error_by_border_distance,
+    extent,
+    feature_maps,
+    receptive_field,
+    receptive_field_by_position,
+)
 from unet_helpers.models import UNet
 
 
-@pytest.mark.parametrize("features, walk, by_position", [
-    # The classic walk by hand: r = 1, jump = 1; each 3x3 conv adds 2 * jump; a pool adds 1 * jump and doubles it;
-    # an up-conv halves it. Exact up to 3 levels; deeper, the window depends on the place in the pooling cell.
-    ((8, 16), 18, [18, 18]),                    # 1+2+2 = 5 | pool 6, jump 2 | 6+4+4 = 14 | up: 14+2+2 = 18
-    ((16, 32, 64), 44, [44] * 4),               # 5 | 6 | 14 | 16, jump 4 | 16+8+8 = 32 | 32+4+4 = 40 | 40+2+2 = 44
-    ((16, 32, 64, 128), 96, [92, 92] + [100] * 4 + [92, 92]),      # walk: ... 68 | 84 | 92 | 96
-    ((64, 128, 256, 512, 1024), 200, [188, 188] + [204] * 12 + [188, 188]),  # the paper; walk: ... 140 | 172 | 188 | 196 | 200
-])
+@pytest.mark.parametrize(
+    "features, walk, by_position",
+    [
+        # The classic walk by hand: r = 1, jump = 1; each 3x3 conv adds 2 * jump; a pool adds 1 * jump and doubles it;
+        # an up-conv halves it. Exact up to 3 levels; deeper, the window depends on the place in the pooling cell.
+        ((8, 16), 18, [18, 18]),  # 1+2+2 = 5 | pool 6, jump 2 | 6+4+4 = 14 | up: 14+2+2 = 18
+        ((16, 32, 64), 44, [44] * 4),  # 5 | 6 | 14 | 16, jump 4 | 16+8+8 = 32 | 32+4+4 = 40 | 40+2+2 = 44
+        ((16, 32, 64, 128), 96, [92, 92] + [100] * 4 + [92, 92]),  # walk: ... 68 | 84 | 92 | 96
+        (
+            (64, 128, 256, 512, 1024),
+            200,
+            [188, 188] + [204] * 12 + [188, 188],
+        ),  # the paper; walk: ... 140 | 172 | 188 | 196 | 200
+    ],
+)
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_receptive_field_against_the_hand_derivation(features, walk, by_position, padding):
     model = UNet(1, 1, features, padding=padding)
@@ -30,7 +45,7 @@ def test_receptive_field_against_the_hand_derivation(features, walk, by_position
 def _linearised(model: UNet) -> UNet:
     """The same layout with every weight positive, no ReLU and average pooling: every path carries gradient."""
     model = copy.deepcopy(model)
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.ReLU):
                 setattr(module, child_name, nn.Identity())
@@ -65,8 +80,15 @@ def test_feature_maps_at_their_true_sides():
     model = UNet(3, 1, (16, 32, 64, 128), padding="same", padding_mode="reflect", batch_norm=True)
     maps = feature_maps(model, torch.rand(2, 3, 104, 104))
     assert {k: tuple(v.shape[1:]) for k, v in maps.items()} == {
-        "enc1": (16, 104, 104), "enc2": (32, 52, 52), "enc3": (64, 26, 26), "bottleneck": (128, 13, 13),
-        "dec3": (64, 26, 26), "dec2": (32, 52, 52), "dec1": (16, 104, 104), "logits": (1, 104, 104)}
+        "enc1": (16, 104, 104),
+        "enc2": (32, 52, 52),
+        "enc3": (64, 26, 26),
+        "bottleneck": (128, 13, 13),
+        "dec3": (64, 26, 26),
+        "dec2": (32, 52, 52),
+        "dec1": (16, 104, 104),
+        "logits": (1, 104, 104),
+    }
 
 
 @pytest.mark.parametrize("how", ["zeros", "mean"])
@@ -79,7 +101,9 @@ def test_cutting_a_skip_changes_only_inside_the_block(how):
         with cut_skip(model, 1, how):
             cut = model(x)
         skip = model.encoders[0](x)
-        below = model.decoders[0](model.bottleneck(model.pool(model.encoders[1](model.pool(skip)))), model.encoders[1](model.pool(skip)))
+        below = model.decoders[0](
+            model.bottleneck(model.pool(model.encoders[1](model.pool(skip)))), model.encoders[1](model.pool(skip))
+        )
         flat = torch.zeros_like(skip) if how == "zeros" else skip.mean((-2, -1), keepdim=True).expand_as(skip)
         assert torch.allclose(cut, model.head(model.decoders[1](below, flat)), atol=1e-6)
         assert not torch.allclose(cut, before) and torch.equal(model(x), before)
@@ -91,6 +115,6 @@ def test_cutting_a_skip_changes_only_inside_the_block(how):
 def test_error_by_border_distance_by_hand():
     truth = np.zeros((1, 5, 5), bool)
     pred = truth.copy()
-    pred[0, 0, 0] = True       # one wrong pixel on the border ring (16 pixels)
-    pred[0, 2, 2] = True       # the centre pixel, distance 2, wrong
+    pred[0, 0, 0] = True  # one wrong pixel on the border ring (16 pixels)
+    pred[0, 2, 2] = True  # the centre pixel, distance 2, wrong
     assert error_by_border_distance(pred, truth).tolist() == [1 / 16, 0.0, 1.0]

@@ -1,4 +1,5 @@
 """The command lines: python -m unet_helpers.train / predict, and torchrun with two CPU processes (gloo)."""
+
 import json
 import os
 import subprocess
@@ -6,19 +7,39 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from unet_helpers import predict as predict_cli
 from unet_helpers import recipes
 from unet_helpers import train as train_cli
-from unet_helpers.models import UNet
 from unet_helpers.data import coverage_class, load_tgs_split, make_synthetic_tgs, stratified_split
+from unet_helpers.models import UNet
 
 # A tiny, quick configuration: no batch norm and no flips, so one process and two see identical batches.
-TINY = ["--recipe", "small-same", "--features", "4,8", "--no-augment", "--lr", "0.01", "--scheduler", "none",
-        "--epochs", "3", "--batch-size", "16", "--limit-train", "64", "--limit-val", "16", "--finetune-epochs", "0",
-        "--no-progress", "--device", "cpu"]
+TINY = [
+    "--recipe",
+    "small-same",
+    "--features",
+    "4,8",
+    "--no-augment",
+    "--lr",
+    "0.01",
+    "--scheduler",
+    "none",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "16",
+    "--limit-train",
+    "64",
+    "--limit-val",
+    "16",
+    "--finetune-epochs",
+    "0",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +66,9 @@ def test_help_explains_every_option(capsys):
             assert action.option_strings[0] in text
 
 
-@pytest.mark.parametrize("argv", [["--loss", "focal"], ["--padding", "full"], ["--epochs", "many"], ["--features", "16"]])
+@pytest.mark.parametrize(
+    "argv", [["--loss", "focal"], ["--padding", "full"], ["--epochs", "many"], ["--features", "16"]]
+)
 def test_unknown_option_values_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         train_cli.main(argv)
@@ -55,7 +78,11 @@ def test_unknown_option_values_exit_2(argv, capsys):
 
 def test_each_recipe_trains_on_the_smallest_side_its_network_takes():
     assert {name: r.side for name, r in recipes.RECIPES.items()} == {
-        "small-valid": 144, "small-same": 104, "medium-reflect": 104, "medium-strong": 104}
+        "small-valid": 144,
+        "small-same": 104,
+        "medium-reflect": 104,
+        "medium-strong": 104,
+    }
     assert recipes.fitting_side(dict(features=(16, 32, 64, 128, 256), padding="same")) == 112  # 4 poolings: 16 | 112
     assert recipes.fitting_side(dict(features=(64, 128, 256, 512, 1024))) == 300  # the paper's network: 300 -> 116
     assert UNet(3, 1, (16, 32, 64), padding="valid").output_side(144) >= 101  # 144 -> 104 covers a tile
@@ -73,7 +100,9 @@ def test_three_way_split_is_disjoint_stratified_and_keeps_the_two_way_split(tiny
     empty = set(np.array(arrays.ids)[arrays.coverage == 0])
     assert abs(len(empty & set(test)) / 16 - len(empty) / 80) < 0.1
     # No held-out part: exactly the 80/20 split of notebooks 04-05.
-    assert train_cli.split_three_ways(arrays, 0.2, 0.0, seed=0)[:2] == stratified_split(arrays.ids, coverage_class(arrays.coverage), 0.2, 0)
+    assert train_cli.split_three_ways(arrays, 0.2, 0.0, seed=0)[:2] == stratified_split(
+        arrays.ids, coverage_class(arrays.coverage), 0.2, 0
+    )
 
 
 def test_missing_data_folder_exits_2(tmp_path, capsys):
@@ -111,8 +140,10 @@ def test_resume_with_another_configuration_exits_2(tiny_root, tmp_path, capsys):
 
 def test_options_from_a_config_file_and_the_command_line_wins(tiny_root, tmp_path, capsys):
     config = tmp_path / "run.toml"
-    config.write_text(f'data = "{tiny_root}"\nfeatures = [4, 8]\nepochs = 1\nlimit-train = 32\nlimit_val = 16\n'
-                      'recipe = "small-same"\nfinetune_epochs = 0\ndevice = "cpu"\nno_progress = true\n')
+    config.write_text(
+        f'data = "{tiny_root}"\nfeatures = [4, 8]\nepochs = 1\nlimit-train = 32\nlimit_val = 16\n'
+        'recipe = "small-same"\nfinetune_epochs = 0\ndevice = "cpu"\nno_progress = true\n'
+    )
     out = tmp_path / "run"
     assert train_cli.main(["--config", str(config), "--out", str(out), "--epochs", "2"]) == 0
     saved = json.loads((out / "config.json").read_text())
@@ -139,6 +170,7 @@ def whole_and_interrupted(root, tmp_path, stop_after, monkeypatch):
                 callers_callback(epoch, h)  # still write history.json, as a real run does
             if epoch == stop_after:
                 raise KeyboardInterrupt
+
         return real_train(*args, **dict(kwargs, on_epoch_end=stop))
 
     with monkeypatch.context() as m:
@@ -157,8 +189,15 @@ def test_interrupted_run_resumes_to_the_uninterrupted_history(tiny_root, tmp_pat
 
 def torchrun(args, n=2):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-           "-m", "unet_helpers.train"] + args
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={n}",
+        "-m",
+        "unet_helpers.train",
+    ] + args
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
 
 
@@ -192,11 +231,31 @@ def test_resume_across_a_change_in_the_number_of_processes(tiny_root, tmp_path, 
 
 # --- predict --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def checkpoints(tiny_root, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    quick = ["--data", str(tiny_root), "--recipe", "small-same", "--features", "4,8", "--epochs", "1", "--batch-size", "16",
-             "--limit-train", "32", "--limit-val", "16", "--finetune-epochs", "0", "--no-progress", "--device", "cpu"]
+    quick = [
+        "--data",
+        str(tiny_root),
+        "--recipe",
+        "small-same",
+        "--features",
+        "4,8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--limit-train",
+        "32",
+        "--limit-val",
+        "16",
+        "--finetune-epochs",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     assert train_cli.main(quick + ["--out", str(runs / "same")]) == 0
     assert train_cli.main(quick + ["--out", str(runs / "valid"), "--padding", "valid", "--side", "144"]) == 0
     return runs
@@ -215,8 +274,22 @@ def odd_images(tmp_path):
 @pytest.mark.parametrize("kind", ["same", "valid"])
 def test_predict_writes_a_mask_per_image_of_any_size(checkpoints, odd_images, tmp_path, kind):
     out = tmp_path / "masks"
-    assert predict_cli.main(["--checkpoint", str(checkpoints / kind / "best.pt"), "--images", str(odd_images),
-                             "--out", str(out), "--device", "cpu", "--tta"]) == 0
+    assert (
+        predict_cli.main(
+            [
+                "--checkpoint",
+                str(checkpoints / kind / "best.pt"),
+                "--images",
+                str(odd_images),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--tta",
+            ]
+        )
+        == 0
+    )
     for name, (h, w) in [("tile", (101, 101)), ("wide", (120, 230)), ("small", (37, 50))]:
         mask = np.asarray(Image.open(out / f"{name}.png"))
         assert mask.shape == (h, w) and set(np.unique(mask)) <= {0, 255}
@@ -224,9 +297,23 @@ def test_predict_writes_a_mask_per_image_of_any_size(checkpoints, odd_images, tm
 
 def test_predict_submission_matches_kaggles_format(checkpoints, tiny_root, tmp_path):
     from unet_helpers.data import check_submission
+
     sub = tmp_path / "submission.csv"
-    assert predict_cli.main(["--checkpoint", str(checkpoints / "same" / "best.pt"), "--images",
-                             str(tiny_root / "test/images"), "--submission", str(sub), "--device", "cpu"]) == 0
+    assert (
+        predict_cli.main(
+            [
+                "--checkpoint",
+                str(checkpoints / "same" / "best.pt"),
+                "--images",
+                str(tiny_root / "test/images"),
+                "--submission",
+                str(sub),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert check_submission(sub, tiny_root / "sample_submission.csv") == 6
 
 
@@ -234,8 +321,21 @@ def test_predict_never_overwrites_without_overwrite(checkpoints, odd_images, tmp
     out = tmp_path / "masks"
     out.mkdir()
     (out / "wide.png").write_bytes(b"mine")
-    assert predict_cli.main(["--checkpoint", str(checkpoints / "same" / "best.pt"), "--images", str(odd_images),
-                             "--out", str(out), "--device", "cpu"]) == 2
+    assert (
+        predict_cli.main(
+            [
+                "--checkpoint",
+                str(checkpoints / "same" / "best.pt"),
+                "--images",
+                str(odd_images),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "--overwrite" in capsys.readouterr().err and (out / "wide.png").read_bytes() == b"mine"
     assert not (out / "tile.png").exists()
 
@@ -245,8 +345,19 @@ def test_predict_bad_inputs_exit_2(checkpoints, odd_images, tmp_path, capsys):
     junk.write_bytes(b"junk")
     assert predict_cli.main(["--checkpoint", str(junk), "--images", str(odd_images), "--out", str(tmp_path / "o")]) == 2
     assert "junk.pt cannot be read" in capsys.readouterr().err
-    assert predict_cli.main(["--checkpoint", str(checkpoints / "same" / "best.pt"), "--images", str(tmp_path / "none"),
-                             "--out", str(tmp_path / "o")]) == 2
+    assert (
+        predict_cli.main(
+            [
+                "--checkpoint",
+                str(checkpoints / "same" / "best.pt"),
+                "--images",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         predict_cli.main(["--checkpoint", "x.pt", "--images", "y"])  # neither --out nor --submission

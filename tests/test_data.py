@@ -1,4 +1,5 @@
 """TGS Salt data: Kaggle's RLE format, the offline stand-in, the dataset, the split, bad input."""
+
 import csv
 import hashlib
 import shutil
@@ -37,15 +38,16 @@ def copy_of(standin: Path, tmp_path: Path) -> Path:
 
 # --- run-length encoding --------------------------------------------------------------------
 
+
 def test_rle_exact_strings_on_hand_made_masks():
     mask = np.zeros((3, 3), np.uint8)
-    mask[0, 0] = mask[1, 0] = 1          # pixels 1 and 2, column-major, 1-indexed
-    mask[2, 1] = mask[0, 2] = 1          # pixel 6 (col 1, row 2) and pixel 7 (col 2, row 0)
+    mask[0, 0] = mask[1, 0] = 1  # pixels 1 and 2, column-major, 1-indexed
+    mask[2, 1] = mask[0, 2] = 1  # pixel 6 (col 1, row 2) and pixel 7 (col 2, row 0)
     assert rle_encode(mask) == "1 2 6 2"
     assert rle_encode(np.zeros((101, 101))) == ""
     assert rle_encode(np.ones((101, 101))) == "1 10201"
     column = np.zeros((101, 101), np.uint8)
-    column[:, 1] = 1                     # the second column: pixels 102..202
+    column[:, 1] = 1  # the second column: pixels 102..202
     assert rle_encode(column) == "102 101"
 
 
@@ -61,14 +63,16 @@ def test_rle_decode_empty_and_transposition():
     assert decoded[:, 0].tolist() == [1, 1, 1] and decoded.sum() == 3
 
 
-@pytest.mark.parametrize("bad, message", [("5", "pairs"), ("1 x", "whole numbers"), ("0 3", "count from 1"),
-                                          ("10200 5", "past the 101x101")])
+@pytest.mark.parametrize(
+    "bad, message", [("5", "pairs"), ("1 x", "whole numbers"), ("0 3", "count from 1"), ("10200 5", "past the 101x101")]
+)
 def test_rle_decode_bad_strings_name_the_id(bad, message):
     with pytest.raises(TGSDataError, match=f"abc123.*{message}"):
         rle_decode(bad, name="abc123")
 
 
 # --- the stand-in ---------------------------------------------------------------------------
+
 
 def test_standin_is_in_kaggles_layout(standin):
     assert layout_problems(standin, 120, 20) == []
@@ -119,7 +123,7 @@ def test_standin_statistics_look_like_tgs(tmp_path):
     root = make_synthetic_tgs(tmp_path, n_train=600, n_test=0, seed=0)
     arrays = load_tgs_split(root)
     coverage = arrays.coverage
-    assert 0.32 < (coverage == 0).mean() < 0.46           # TGS: about 39 % empty masks
+    assert 0.32 < (coverage == 0).mean() < 0.46  # TGS: about 39 % empty masks
     nonempty = coverage[coverage > 0]
     assert nonempty.min() < 0.02 and nonempty.max() == 1.0  # slivers to whole tiles
     deep = arrays.depths > np.median(arrays.depths)
@@ -136,8 +140,14 @@ def test_standin_statistics_look_like_tgs(tmp_path):
 def test_standin_is_reproducible_and_never_overwrites(tmp_path):
     a = make_synthetic_tgs(tmp_path / "a", n_train=15, n_test=5, seed=7)
     b = make_synthetic_tgs(tmp_path / "b", n_train=15, n_test=5, seed=7)
-    digest = lambda root: {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-                           for p in sorted(root.rglob("*")) if p.is_file()}
+
+    def digest(root):
+        return {
+            p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in root.rglob("*")
+            if p.is_file()
+        }
+
     assert digest(a) == digest(b)
     user_file = next((a / "train/images").glob("*.png"))
     user_file.write_bytes(b"my own edit")
@@ -146,6 +156,7 @@ def test_standin_is_reproducible_and_never_overwrites(tmp_path):
 
 
 # --- the dataset and the split --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("size, side", [("pad", 104), ("resize", 104), ("none", 101)])
 def test_dataset_shapes_dtypes_and_values(standin, size, side):
@@ -200,7 +211,10 @@ def test_stratified_split_is_seeded_80_20_and_balanced(standin):
     assert not set(train) & set(val) and len(train) + len(val) == len(arrays)
     assert (train, val) == stratified_split(arrays.ids, classes, seed=1)
     assert val != stratified_split(arrays.ids, classes, seed=2)[1]
-    empty_share = lambda ids: np.mean([classes[arrays.ids.index(i)] == 0 for i in ids])
+
+    def empty_share(ids):
+        return np.mean([classes[arrays.ids.index(i)] == 0 for i in ids])
+
     assert abs(empty_share(train) - empty_share(val)) < 0.05
 
 
@@ -209,6 +223,7 @@ def test_coverage_class():
 
 
 # --- bad input: a clear error naming the file or id, nothing changed ------------------------
+
 
 def test_missing_folder(tmp_path):
     with pytest.raises(TGSDataError, match="does not exist.*get_tgs_salt"):
@@ -250,7 +265,9 @@ def test_mask_with_values_other_than_0_and_255(standin, tmp_path):
     root = copy_of(standin, tmp_path)
     victim = next((root / "train/masks").glob("*.png"))
     Image.fromarray(np.full((101, 101), 128, np.uint8)).save(victim)
-    with pytest.raises(TGSDataError, match=f"{victim.stem}.png: a mask must hold only 0 and 255, found values \\[128\\]"):
+    with pytest.raises(
+        TGSDataError, match=f"{victim.stem}.png: a mask must hold only 0 and 255, found values \\[128\\]"
+    ):
         load_tgs_split(root)
 
 
@@ -272,6 +289,7 @@ def test_sixteen_bit_mask_with_other_values_names_the_file(tmp_path):
 
 
 # --- the Kaggle download, with a fake API (no network in tests) ------------------------------
+
 
 @pytest.fixture
 def no_credentials(monkeypatch, tmp_path):
@@ -357,14 +375,21 @@ def test_get_tgs_salt_falls_back_to_the_standin_with_a_banner(no_credentials, tm
 
 
 def _digest(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_get_tgs_salt_takes_a_smaller_consistent_folder_as_real_data(no_credentials, standin, tmp_path, capsys):
     root = copy_of(standin, tmp_path)
     source = data.get_tgs_salt(root, standin_root=tmp_path / "standin")
     assert not source.synthetic and source.root == root and (source.n_train, source.n_test) == (120, 20)
-    assert "Kaggle TGS Salt" in capsys.readouterr().out and "120 of Kaggle's 4,000 training tiles, 20 of its" in source.banner
+    assert (
+        "Kaggle TGS Salt" in capsys.readouterr().out
+        and "120 of Kaggle's 4,000 training tiles, 20 of its" in source.banner
+    )
     assert not (tmp_path / "standin").exists()
     shutil.rmtree(root / "test")  # the test set may be absent
     (root / "sample_submission.csv").unlink()
@@ -372,14 +397,18 @@ def test_get_tgs_salt_takes_a_smaller_consistent_folder_as_real_data(no_credenti
     assert not source.synthetic and source.n_test == 0
 
 
-@pytest.mark.parametrize("damage, named", [
-    ("mask", "1 of the 120 ids in train.csv have no mask in train/masks (e.g. {id})"),
-    ("image", "1 of the 120 ids in train.csv have no image in train/images (e.g. {id})"),
-    ("depth", "1 ids have no depth in depths.csv (e.g. {id})"),
-    ("train.csv", "train.csv is missing"),
-])
-def test_an_inconsistent_folder_is_named_left_alone_and_not_used(no_credentials, standin, tmp_path, monkeypatch,
-                                                                  capsys, damage, named):
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        ("mask", "1 of the 120 ids in train.csv have no mask in train/masks (e.g. {id})"),
+        ("image", "1 of the 120 ids in train.csv have no image in train/images (e.g. {id})"),
+        ("depth", "1 ids have no depth in depths.csv (e.g. {id})"),
+        ("train.csv", "train.csv is missing"),
+    ],
+)
+def test_an_inconsistent_folder_is_named_left_alone_and_not_used(
+    no_credentials, standin, tmp_path, monkeypatch, capsys, damage, named
+):
     root = copy_of(standin, tmp_path)
     id_ = sorted(p.stem for p in (root / "train/images").glob("*.png"))[5]
     if damage in ("mask", "image"):
@@ -401,11 +430,13 @@ def test_an_inconsistent_folder_is_named_left_alone_and_not_used(no_credentials,
 def test_importing_the_package_needs_no_credentials():
     import subprocess
     import sys
+
     code = "import unet_helpers.data, sys; assert 'kaggle' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={"HOME": "/nonexistent", "PATH": ""})
 
 
 # --- submissions ---------------------------------------------------------------------------
+
 
 def test_submission_round_trip_and_checks(standin, tmp_path):
     test_ids = sorted(p.stem for p in (standin / "test/images").glob("*.png"))

@@ -1,4 +1,5 @@
 """The training engine on a tiny stand-in: learning, checkpoints, resume, clear errors."""
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -37,20 +38,31 @@ def without_timing(history):
 
 def test_loss_falls(tiny_data):
     model, optimizer, _ = make_run()
-    history = train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, epochs=8, device="cpu",
-                    progress=False, verbose=False)
+    history = train(
+        model, *loaders(tiny_data), BCEDiceLoss(), optimizer, epochs=8, device="cpu", progress=False, verbose=False
+    )
     assert history["epoch"] == list(range(1, 9))
     losses = history["train_loss"]
-    assert losses[-1] < 0.9 * losses[0]                     # a clear drop (0.72 -> 0.58 here)...
-    assert sum(losses[-3:]) < sum(losses[:3])               # ...and a falling trend, not one lucky epoch
+    assert losses[-1] < 0.9 * losses[0]  # a clear drop (0.72 -> 0.58 here)...
+    assert sum(losses[-3:]) < sum(losses[:3])  # ...and a falling trend, not one lucky epoch
     assert all(0.0 <= s <= 1.0 for s in history["val_tgs"])
 
 
 def test_interrupted_and_resumed_history_equals_the_uninterrupted_one(tiny_data, tmp_path):
     config = {"recipe": "test", "epochs": 4}
     model, optimizer, scheduler = make_run()
-    uninterrupted = train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 4, scheduler=scheduler,
-                          checkpoint_dir=tmp_path / "a", config=config, progress=False, verbose=False)
+    uninterrupted = train(
+        model,
+        *loaders(tiny_data),
+        BCEDiceLoss(),
+        optimizer,
+        4,
+        scheduler=scheduler,
+        checkpoint_dir=tmp_path / "a",
+        config=config,
+        progress=False,
+        verbose=False,
+    )
 
     def disconnect(epoch, history):
         if epoch == 2:
@@ -58,12 +70,34 @@ def test_interrupted_and_resumed_history_equals_the_uninterrupted_one(tiny_data,
 
     model, optimizer, scheduler = make_run()
     with pytest.raises(KeyboardInterrupt):
-        train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 4, scheduler=scheduler,
-              checkpoint_dir=tmp_path / "b", config=config, progress=False, verbose=False, on_epoch_end=disconnect)
+        train(
+            model,
+            *loaders(tiny_data),
+            BCEDiceLoss(),
+            optimizer,
+            4,
+            scheduler=scheduler,
+            checkpoint_dir=tmp_path / "b",
+            config=config,
+            progress=False,
+            verbose=False,
+            on_epoch_end=disconnect,
+        )
 
     model, optimizer, scheduler = make_run(seed=123)  # a fresh session: other initial weights
-    resumed = train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 4, scheduler=scheduler,
-                    checkpoint_dir=tmp_path / "b", resume=True, config=config, progress=False, verbose=False)
+    resumed = train(
+        model,
+        *loaders(tiny_data),
+        BCEDiceLoss(),
+        optimizer,
+        4,
+        scheduler=scheduler,
+        checkpoint_dir=tmp_path / "b",
+        resume=True,
+        config=config,
+        progress=False,
+        verbose=False,
+    )
     assert without_timing(resumed) == without_timing(uninterrupted)
     final_a = torch.load(tmp_path / "a/last.pt", weights_only=True)["model"]
     for name, tensor in torch.load(tmp_path / "b/last.pt", weights_only=True)["model"].items():
@@ -72,10 +106,22 @@ def test_interrupted_and_resumed_history_equals_the_uninterrupted_one(tiny_data,
 
 def test_checkpoints_hold_everything_and_best_is_the_best(tiny_data, tmp_path):
     model, optimizer, scheduler = make_run()
-    history = train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 3, scheduler=scheduler,
-                    checkpoint_dir=tmp_path, config={"x": 1}, progress=False, verbose=False)
+    history = train(
+        model,
+        *loaders(tiny_data),
+        BCEDiceLoss(),
+        optimizer,
+        3,
+        scheduler=scheduler,
+        checkpoint_dir=tmp_path,
+        config={"x": 1},
+        progress=False,
+        verbose=False,
+    )
     last = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert {"model", "optimizer", "scheduler", "scaler", "history", "config", "model_config", "rng", "epoch"} <= set(last)
+    assert {"model", "optimizer", "scheduler", "scaler", "history", "config", "model_config", "rng", "epoch"} <= set(
+        last
+    )
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["best_score"] == max(history["val_tgs"])
     assert history["val_tgs"][best["epoch"] - 1] == max(history["val_tgs"])
@@ -83,30 +129,64 @@ def test_checkpoints_hold_everything_and_best_is_the_best(tiny_data, tmp_path):
 
 def test_an_existing_run_is_not_overwritten_by_accident(tiny_data, tmp_path):
     model, optimizer, _ = make_run()
-    train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, progress=False, verbose=False)
+    train(
+        model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, progress=False, verbose=False
+    )
     before = (tmp_path / "last.pt").read_bytes()
     with pytest.raises(CheckpointError, match="already holds a run.*resume=True.*overwrite=True"):
-        train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, progress=False, verbose=False)
+        train(
+            model,
+            *loaders(tiny_data),
+            BCEDiceLoss(),
+            optimizer,
+            1,
+            checkpoint_dir=tmp_path,
+            progress=False,
+            verbose=False,
+        )
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
 def test_resume_with_another_configuration_is_refused(tiny_data, tmp_path):
     model, optimizer, _ = make_run()
-    train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, config={"lr": 0.01},
-          progress=False, verbose=False)
+    train(
+        model,
+        *loaders(tiny_data),
+        BCEDiceLoss(),
+        optimizer,
+        1,
+        checkpoint_dir=tmp_path,
+        config={"lr": 0.01},
+        progress=False,
+        verbose=False,
+    )
     with pytest.raises(CheckpointError, match="another configuration.*lr"):
-        train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 2, checkpoint_dir=tmp_path, resume=True,
-              config={"lr": 0.1}, progress=False, verbose=False)
+        train(
+            model,
+            *loaders(tiny_data),
+            BCEDiceLoss(),
+            optimizer,
+            2,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            config={"lr": 0.1},
+            progress=False,
+            verbose=False,
+        )
 
 
 def test_corrupt_and_mismatched_checkpoints_give_clear_errors(tiny_data, tmp_path):
     model, optimizer, _ = make_run()
-    train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, progress=False, verbose=False)
+    train(
+        model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, progress=False, verbose=False
+    )
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((tmp_path / "last.pt").read_bytes()[:500])
     with pytest.raises(CheckpointError, match="truncated.pt cannot be read as a checkpoint"):
         load_checkpoint(truncated, model)
-    with pytest.raises(CheckpointError, match=r"saved for UNet\(.*features=\[4, 8\].*but the model is UNet\(.*features=\[8, 16\]"):
+    with pytest.raises(
+        CheckpointError, match=r"saved for UNet\(.*features=\[4, 8\].*but the model is UNet\(.*features=\[8, 16\]"
+    ):
         load_checkpoint(tmp_path / "last.pt", UNet(1, 1, (8, 16), padding="same", batch_norm=True))
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt", model)
@@ -115,7 +195,7 @@ def test_corrupt_and_mismatched_checkpoints_give_clear_errors(tiny_data, tmp_pat
 def test_valid_padding_network_is_trained_and_scored_on_the_whole_tile(tiny_data):
     train_ds, val_ds = tiny_data
     big_val = TGSSaltDataset(val_ds.arrays, channels=1, size="pad", side=144)
-    model = UNet(1, 1, (4, 8, 16), padding="valid")          # 144 -> 104 covers the 101 tile
+    model = UNet(1, 1, (4, 8, 16), padding="valid")  # 144 -> 104 covers the 101 tile
     probs = predict(model, DataLoader(big_val, batch_size=8), torch.device("cpu"))
     assert probs.shape == (len(big_val), 1, 101, 101)
     result = eval_step(model, DataLoader(big_val, batch_size=8), BCEDiceLoss(), torch.device("cpu"))
@@ -126,8 +206,11 @@ def test_valid_padding_network_is_trained_and_scored_on_the_whole_tile(tiny_data
 
 def test_model_from_checkpoint_rebuilds_the_network(tiny_data, tmp_path):
     from unet_helpers.engine import model_from_checkpoint
+
     model, optimizer, _ = make_run()
-    train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, progress=False, verbose=False)
+    train(
+        model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, checkpoint_dir=tmp_path, progress=False, verbose=False
+    )
     rebuilt, checkpoint = model_from_checkpoint(tmp_path / "last.pt")
     assert rebuilt.config() == model.config() and checkpoint["epoch"] == 1
     x = torch.rand(2, 1, 112, 112)
@@ -142,6 +225,7 @@ def test_model_from_checkpoint_rebuilds_the_network(tiny_data, tmp_path):
 
 def test_precise_batch_norm_matches_the_data_statistics():
     from unet_helpers.engine import recalibrate_batch_norm
+
     torch.manual_seed(0)
     norm = torch.nn.BatchNorm2d(3)
     norm.running_mean.fill_(5.0)  # stale statistics, as after a fast-moving epoch
@@ -168,10 +252,16 @@ def test_the_gpu_mixed_precision_path_trains_like_float32(tiny_data, amp_dtype):
         model, optimizer, _ = make_run()
         model = model.to(memory_format=torch.channels_last)
         scaler = torch.amp.GradScaler("cpu") if dtype == torch.float16 else None
-        loader = DataLoader(torch.utils.data.Subset(train_ds, range(16)), batch_size=4, shuffle=True,
-                            generator=torch.Generator().manual_seed(0))
-        losses[dtype] = [train_step(model, loader, BCEDiceLoss(), optimizer, cpu, scaler, dtype, channels_last=True)
-                         for _ in range(3)]
+        loader = DataLoader(
+            torch.utils.data.Subset(train_ds, range(16)),
+            batch_size=4,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+        losses[dtype] = [
+            train_step(model, loader, BCEDiceLoss(), optimizer, cpu, scaler, dtype, channels_last=True)
+            for _ in range(3)
+        ]
     assert losses[amp_dtype][-1] < losses[amp_dtype][0]
     torch.testing.assert_close(torch.tensor(losses[amp_dtype]), torch.tensor(losses[None]), rtol=0.02, atol=0.0)
     probs = predict(model, DataLoader(val_ds, batch_size=8), cpu, amp_dtype, channels_last=True, hflip_tta=True)
@@ -179,8 +269,11 @@ def test_the_gpu_mixed_precision_path_trains_like_float32(tiny_data, amp_dtype):
     assert 0.0 <= float(probs.min()) and float(probs.max()) <= 1.0
 
 
-@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)],
-                         ids=["T4", "A100", "H100"])
+@pytest.mark.parametrize(
+    "capability, expected",
+    [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)],
+    ids=["T4", "A100", "H100"],
+)
 def test_bfloat16_only_on_gpus_built_for_it(monkeypatch, capability, expected):
     # A T4 (Colab's free GPU) emulates bfloat16 slowly, so it gets float16 and a grad scaler.
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)

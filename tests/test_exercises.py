@@ -1,4 +1,5 @@
 """The notebooks' exercises: every reference solution passes its check, and no check passes an empty or a typical wrong answer."""
+
 import json
 from pathlib import Path
 
@@ -33,14 +34,25 @@ def _raises(*args):
 
 
 WRONG = {
-    "01.1": (286, "trims 2"), "01.2": (73_728, "one bias"), "01.3": (388, "Follow 188"), "02.1": (140, "output_side"),
-    "02.2": (16, "with a bias"), "03.1": ("3 1 5 2 9 1", "column-major"), "03.2": (104, "2 ** 4 = 16"),
-    "04.1": (lambda logits, target: (1 - (2 * ((logits > 0) * target).sum() + 1)
-                                     / ((logits > 0).sum() + target.sum() + 1)).mean(), "no gradient"),
+    "01.1": (286, "trims 2"),
+    "01.2": (73_728, "one bias"),
+    "01.3": (388, "Follow 188"),
+    "02.1": (140, "output_side"),
+    "02.2": (16, "with a bias"),
+    "03.1": ("3 1 5 2 9 1", "column-major"),
+    "03.2": (104, "2 ** 4 = 16"),
+    "04.1": (
+        lambda logits, target: (
+            1 - (2 * ((logits > 0) * target).sum() + 1) / ((logits > 0).sum() + target.sum() + 1)
+        ).mean(),
+        "no gradient",
+    ),
     "04.2": (76, "One step per batch"),
     "05.1": (lambda iou, has_salt: float(iou >= 0.5), "strictly above"),
     "05.2": (lambda model, x: (torch.sigmoid(model(x)) + torch.sigmoid(model(x.flip(-1)))) / 2, "mirror the second"),
-    "06.1": (128, "global batch"), "06.2": (50, "global batches"), "07.1": (14, "Walk the layers"),
+    "06.1": (128, "global batch"),
+    "06.2": (50, "global batches"),
+    "07.1": (14, "Walk the layers"),
     "07.2": (lambda module, args: (torch.zeros_like(args[0]), args[1]), "return (x, torch.zeros_like(skip))"),
 }
 
@@ -67,6 +79,12 @@ def test_every_notebook_ends_with_checked_exercises(notebook):
     assert 2 <= len(asked) <= 4
     for key in asked:
         assert any(f'check("{key}"' in source for source in code), f"{notebook.name} does not check exercise {key}"
-    headings = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Exercises")]
-    assert headings and all(c["cell_type"] == "code" or "Exercise" in "".join(c["source"]) or "exercise" in "".join(c["source"])
-                            for c in cells[headings[-1]:])
+    headings = [
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Exercises")
+    ]
+    assert headings and all(
+        c["cell_type"] == "code" or "Exercise" in "".join(c["source"]) or "exercise" in "".join(c["source"])
+        for c in cells[headings[-1] :]
+    )

@@ -1,12 +1,12 @@
 """Losses on hand-computed cases; the competition's metric on its definition."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from unet_helpers.losses import (BCEDiceLoss, BCEWithLogitsLoss, LovaszHingeLoss, SoftDiceLoss, lovasz_grad,
-                                 make_loss)
+from unet_helpers.losses import BCEDiceLoss, BCEWithLogitsLoss, LovaszHingeLoss, SoftDiceLoss, lovasz_grad, make_loss
 from unet_helpers.metrics import TGS_THRESHOLDS, dice, iou, pixel_accuracy, tgs_score, tgs_score_per_image
 
 
@@ -15,6 +15,7 @@ def t(values):
 
 
 # --- losses ------------------------------------------------------------------------------------
+
 
 def test_bce_at_zero_logits_is_log_two_and_pos_weight_scales_the_positives():
     assert BCEWithLogitsLoss()(t([0.0, 0.0]), t([1.0, 0.0])).item() == pytest.approx(math.log(2))
@@ -45,10 +46,10 @@ def test_lovasz_grad_hand_computed():
 @pytest.mark.parametrize(
     "logits, truth, expected",
     [
-        ([1.0, -1.0], [1.0, 0.0], 0.0),    # every margin exactly 1: no hinge error
-        ([0.0, 0.0], [1.0, 0.0], 1.0),     # both errors 1: the whole IoU is lost
-        ([2.0, 0.5], [1.0, 0.0], 0.75),    # only the false positive, error 1.5, IoU 1/2: 1.5 * 0.5
-        ([-1.0, -2.0], [0.0, 0.0], 0.0),   # empty truth, confident empty prediction
+        ([1.0, -1.0], [1.0, 0.0], 0.0),  # every margin exactly 1: no hinge error
+        ([0.0, 0.0], [1.0, 0.0], 1.0),  # both errors 1: the whole IoU is lost
+        ([2.0, 0.5], [1.0, 0.0], 0.75),  # only the false positive, error 1.5, IoU 1/2: 1.5 * 0.5
+        ([-1.0, -2.0], [0.0, 0.0], 0.0),  # empty truth, confident empty prediction
     ],
 )
 def test_lovasz_hinge_hand_computed(logits, truth, expected):
@@ -72,6 +73,7 @@ def test_make_loss_names():
 
 # --- metrics -----------------------------------------------------------------------------------
 
+
 def square(side=10, filled=0):
     m = np.zeros((side, side), np.uint8)
     m.flat[:filled] = 1
@@ -84,18 +86,21 @@ def test_thresholds_are_the_competitions():
 
 def test_tgs_score_empty_cases():
     empty, some = square(), square(filled=10)
-    assert tgs_score(empty, empty) == 1.0    # nothing to find, nothing found
-    assert tgs_score(some, empty) == 0.0     # a false positive
-    assert tgs_score(empty, some) == 0.0     # a miss
+    assert tgs_score(empty, empty) == 1.0  # nothing to find, nothing found
+    assert tgs_score(some, empty) == 0.0  # a false positive
+    assert tgs_score(empty, some) == 0.0  # a miss
 
 
-@pytest.mark.parametrize("pred_filled, true_filled, expected", [
-    (10, 10, 1.0),
-    (6, 10, 0.2),    # IoU 0.6: above 0.5 and 0.55 only
-    (5, 10, 0.0),    # IoU exactly 0.5 is not above 0.5
-    (19, 20, 0.9),   # IoU 0.95: above every threshold but 0.95
-    (20, 19, 0.9),
-])
+@pytest.mark.parametrize(
+    "pred_filled, true_filled, expected",
+    [
+        (10, 10, 1.0),
+        (6, 10, 0.2),  # IoU 0.6: above 0.5 and 0.55 only
+        (5, 10, 0.0),  # IoU exactly 0.5 is not above 0.5
+        (19, 20, 0.9),  # IoU 0.95: above every threshold but 0.95
+        (20, 19, 0.9),
+    ],
+)
 def test_tgs_score_thresholds(pred_filled, true_filled, expected):
     assert tgs_score(square(filled=pred_filled), square(filled=true_filled)) == pytest.approx(expected)
 
@@ -121,14 +126,15 @@ def plain_loop_score(preds, truths):
 def test_tgs_score_matches_a_plain_loop_on_random_batches():
     rng = np.random.default_rng(0)
     truths = (rng.random((64, 20, 20)) < rng.random((64, 1, 1)) * 0.5).astype(np.uint8)
-    truths[:16] = 0                                           # some empty masks
+    truths[:16] = 0  # some empty masks
     preds = truths.copy()
     flip = rng.random(preds.shape) < rng.random((64, 1, 1)) * 0.3
     preds = np.where(flip, 1 - preds, preds)
-    preds[16:20] = 0                                          # some empty predictions
+    preds[16:20] = 0  # some empty predictions
     assert tgs_score(preds, truths) == pytest.approx(plain_loop_score(preds, truths))
     assert tgs_score(torch.from_numpy(preds)[:, None], torch.from_numpy(truths)[:, None]) == pytest.approx(
-        plain_loop_score(preds, truths))
+        plain_loop_score(preds, truths)
+    )
 
 
 def test_all_empty_baseline_scores_the_share_of_empty_masks():

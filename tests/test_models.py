@@ -1,4 +1,5 @@
 """The paper's facts and the behaviour of both U-Nets."""
+
 import pytest
 import torch
 from torch import nn
@@ -17,8 +18,35 @@ from unet_helpers.models import (
 )
 
 # Figure 1 of Ronneberger et al. (2015): every feature-map side from input to output.
-PAPER_SIDES = [572, 570, 568, 284, 282, 280, 140, 138, 136, 68, 66, 64, 32, 30, 28,
-               56, 54, 52, 104, 102, 100, 200, 198, 196, 392, 390, 388]
+PAPER_SIDES = [
+    572,
+    570,
+    568,
+    284,
+    282,
+    280,
+    140,
+    138,
+    136,
+    68,
+    66,
+    64,
+    32,
+    30,
+    28,
+    56,
+    54,
+    52,
+    104,
+    102,
+    100,
+    200,
+    198,
+    196,
+    392,
+    390,
+    388,
+]
 PAPER_PARAMETERS = 31_030_658
 PAPER_CONV_LAYERS = 23
 

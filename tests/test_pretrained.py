@@ -1,13 +1,13 @@
 """The trained U-Nets that ship with the package: files, cards, loading by name, the predictor, exporting a run."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from unet_helpers import pretrained
 from unet_helpers import predict as predict_cli
+from unet_helpers import pretrained
 from unet_helpers import train as train_cli
 from unet_helpers.data import check_submission, load_tgs_split, make_synthetic_tgs
 from unet_helpers.models import UNet, count_parameters
@@ -32,16 +32,32 @@ def test_shipped_files_and_card(name):
     weights = pretrained.WEIGHTS_DIR / f"{name}.pt"
     assert weights.stat().st_size <= 3 * MB
     card = pretrained.load_card(name)
-    assert card["name"] == name and card["recipe"]["name"] == name and card["weights"]["bytes"] == weights.stat().st_size
-    for key in ("recipe", "model_config", "data", "training", "history", "best_val_tgs", "postprocessing", "held_out",
-                "torch", "date"):
+    assert (
+        card["name"] == name and card["recipe"]["name"] == name and card["weights"]["bytes"] == weights.stat().st_size
+    )
+    for key in (
+        "recipe",
+        "model_config",
+        "data",
+        "training",
+        "history",
+        "best_val_tgs",
+        "postprocessing",
+        "held_out",
+        "torch",
+        "date",
+    ):
         assert key in card, key
     data = card["data"]
     train, val, held_out = set(data["train_ids"]), set(data["val_ids"]), set(data["held_out_ids"])
     assert not (train & val or train & held_out or val & held_out)  # three disjoint parts
     assert len(train) == 2400 and len(val) == 300 and len(held_out) == 300
     history = card["history"]
-    assert len(history["epoch"]) == card["training"]["epochs"] + card["training"]["finetune_epochs"] == card["training"]["epochs_run"]
+    assert (
+        len(history["epoch"])
+        == card["training"]["epochs"] + card["training"]["finetune_epochs"]
+        == card["training"]["epochs_run"]
+    )
     assert max(history["val_tgs"]) == pytest.approx(card["best_val_tgs"], abs=1e-4)
     assert card["training"]["wall_time_s"] == pytest.approx(sum(history["seconds"]), rel=1e-3)
     assert 0 < card["postprocessing"]["threshold"] < 1 and card["postprocessing"]["chosen_on"] == "validation tiles"
@@ -70,28 +86,64 @@ def test_unknown_name_lists_the_names():
 
 def test_unseen_ids_leave_out_training_and_validation_tiles():
     card = pretrained.load_card("medium-strong")
-    ids = card["data"]["train_ids"][:3] + card["data"]["val_ids"][:2] + card["data"]["held_out_ids"][:4] + ["0123456789"]
+    ids = (
+        card["data"]["train_ids"][:3] + card["data"]["val_ids"][:2] + card["data"]["held_out_ids"][:4] + ["0123456789"]
+    )
     assert pretrained.unseen_ids(card, ids) == card["data"]["held_out_ids"][:4] + ["0123456789"]
 
 
 # --- the command line --------------------------------------------------------------------------
 
+
 def test_predict_with_a_shipped_model_uses_its_card(tiny_root, tmp_path, capsys):
     sub = tmp_path / "submission.csv"
-    assert predict_cli.main(["--pretrained", "medium-strong", "--images", str(tiny_root / "test/images"),
-                             "--submission", str(sub), "--device", "cpu"]) == 0
+    assert (
+        predict_cli.main(
+            [
+                "--pretrained",
+                "medium-strong",
+                "--images",
+                str(tiny_root / "test/images"),
+                "--submission",
+                str(sub),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert check_submission(sub, tiny_root / "sample_submission.csv") == 5
     post = pretrained.load_card("medium-strong")["postprocessing"]
     assert f"threshold {post['threshold']}, min area {post['min_area']}, tta {post['tta']}" in capsys.readouterr().out
     out = tmp_path / "masks"
-    assert predict_cli.main(["--pretrained", "small-valid", "--images", str(tiny_root / "test/images"), "--out", str(out),
-                             "--threshold", "0.5", "--no-tta", "--device", "cpu"]) == 0
+    assert (
+        predict_cli.main(
+            [
+                "--pretrained",
+                "small-valid",
+                "--images",
+                str(tiny_root / "test/images"),
+                "--out",
+                str(out),
+                "--threshold",
+                "0.5",
+                "--no-tta",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "threshold 0.5, min area" in capsys.readouterr().out and len(list(out.glob("*.png"))) == 5
 
 
 def test_predict_unknown_shipped_model_exits_2(tiny_root, tmp_path, capsys):
-    assert predict_cli.main(["--pretrained", "huge", "--images", str(tiny_root / "test/images"),
-                             "--out", str(tmp_path / "o")]) == 2
+    assert (
+        predict_cli.main(
+            ["--pretrained", "huge", "--images", str(tiny_root / "test/images"), "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no shipped model named 'huge'" in err and "medium-strong" in err
     assert not (tmp_path / "o").exists()
@@ -102,7 +154,9 @@ def test_batched_prediction_equals_one_image_at_a_time(tmp_path):
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.random((5, 1, 101, 101), dtype=np.float32))
     batched = predict_cli.predict_batch(model, images, card["recipe"], torch.device("cpu"), tta=True)
-    single = torch.stack([predict_cli.predict_image(model, im, card["recipe"], torch.device("cpu"), True) for im in images])
+    single = torch.stack(
+        [predict_cli.predict_image(model, im, card["recipe"], torch.device("cpu"), True) for im in images]
+    )
     assert batched.shape == (5, 101, 101) and torch.allclose(batched, single, atol=1e-5)
 
 
@@ -110,9 +164,11 @@ def test_predictor_pads_like_the_training_data():
     """101 -> 104: TGSSaltDataset puts 1 mirrored pixel above and left, 2 below and right; the predictor must too."""
     model, card = pretrained.load_pretrained("small-same")
     arrays_like = torch.rand(2, 1, 101, 101)
-    from unet_helpers.data import TGSSaltDataset
     from unet_helpers.data.files import TGSArrays
-    arrays = TGSArrays(["a", "b"], (arrays_like[:, 0].numpy() * 255).round().astype(np.uint8), None, np.zeros(2, np.float32))
+
+    arrays = TGSArrays(
+        ["a", "b"], (arrays_like[:, 0].numpy() * 255).round().astype(np.uint8), None, np.zeros(2, np.float32)
+    )
     via_dataset = pretrained.predict_tiles(model, card["recipe"], arrays, tta=False)
     grey = torch.from_numpy(arrays.images).float().div(255)[:, None]
     via_cli = predict_cli.predict_batch(model, grey, card["recipe"], torch.device("cpu"), tta=False).numpy()
@@ -121,10 +177,11 @@ def test_predictor_pads_like_the_training_data():
 
 # --- post-processing -----------------------------------------------------------------------------
 
+
 def test_small_predictions_are_dropped_and_the_choice_is_made_on_the_given_tiles():
     probs = np.zeros((3, 101, 101), np.float32)
-    probs[0, :3, :3] = 0.9     # 9 stray pixels on an empty tile
-    probs[1, 20:60, 20:60] = 0.7   # a real body
+    probs[0, :3, :3] = 0.9  # 9 stray pixels on an empty tile
+    probs[1, 20:60, 20:60] = 0.7  # a real body
     truth = np.zeros((3, 101, 101), np.uint8)
     truth[1, 20:60, 20:60] = 1
     assert to_masks(probs, 0.5, 0)[0].sum() == 9 and to_masks(probs, 0.5, 10)[0].sum() == 0
@@ -135,10 +192,30 @@ def test_small_predictions_are_dropped_and_the_choice_is_made_on_the_given_tiles
 
 # --- exporting a run ---------------------------------------------------------------------------
 
+
 def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    argv = ["--data", str(tiny_root), "--recipe", "small-same", "--features", "4,8", "--epochs", "2", "--batch-size", "16",
-            "--val-fraction", "0.2", "--test-fraction", "0.2", "--no-progress", "--device", "cpu", "--out", str(run)]
+    argv = [
+        "--data",
+        str(tiny_root),
+        "--recipe",
+        "small-same",
+        "--features",
+        "4,8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--val-fraction",
+        "0.2",
+        "--test-fraction",
+        "0.2",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+    ]
     assert train_cli.main(argv) == 0
     split = json.loads((run / "split.json").read_text())
     sizes = len(split["train"]), len(split["val"]), len(split["test"])
@@ -154,3 +231,42 @@ def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, 
     model, loaded = pretrained.load_pretrained("small-same")
     assert loaded == json.loads((tmp_path / "weights" / "small-same.json").read_text())
     assert torch.allclose(model.head.weight, state["head.weight"].float())
+
+
+def test_example_tiles_are_unseen_held_out_first_and_spread_from_empty_to_full(tiny_root):
+    arrays = load_tgs_split(tiny_root, "train")
+    card = pretrained.load_card("medium-strong")
+    ids = pretrained.example_ids(card, arrays, n=6)  # the stand-in's ids are none of the card's: all are unseen
+    coverage = arrays.subset(ids).coverage
+    assert len(set(ids)) == 6 and list(coverage) == sorted(coverage)
+    assert coverage[0] == arrays.coverage.min() and coverage[-1] == arrays.coverage.max()
+    # Pretend some tiles were trained on, some chosen on, and two held out: only the held-out two are shown.
+    fake = dict(card, data=dict(train_ids=arrays.ids[:40], val_ids=arrays.ids[40:50], held_out_ids=arrays.ids[50:52]))
+    assert sorted(pretrained.example_ids(fake, arrays, n=8)) == sorted(arrays.ids[50:52])
+    with pytest.raises(ValueError, match="nothing unseen"):
+        pretrained.example_ids(dict(card, data=dict(train_ids=arrays.ids, val_ids=[])), arrays)
+
+
+def test_show_examples_draws_the_truth_beside_the_prediction_and_says_when_tiles_are_synthetic(tiny_root, capsys):
+    from unet_helpers.data.source import TGSSource
+
+    standin = TGSSource(tiny_root, synthetic=True, n_train=60, n_test=5)
+    figure, scores = pretrained.show_examples("small-same", n=5, data=standin)
+    assert len(figure.axes) == 4 * 5  # image, true mask, predicted mask, overlay for each of 5 tiles
+    assert scores["tiles"] == 5 and 0 <= scores["tgs"] <= 1
+    out = capsys.readouterr().out
+    assert "small-same on 5 synthetic tiles" in out and "These tiles are synthetic" in out
+
+
+def test_predict_examples_writes_a_figure_and_never_overwrites_one(tiny_root, tmp_path, capsys):
+    figure = tmp_path / "look.png"
+    args = ["--pretrained", "small-same", "--examples", "4", "--data", str(tiny_root), "--figure", str(figure)]
+    assert predict_cli.main(args) == 0
+    assert figure.stat().st_size > 10_000 and "tgs_score" in capsys.readouterr().out
+    before = figure.read_bytes()
+    assert predict_cli.main(args) == 2 and "already exists" in capsys.readouterr().err
+    assert figure.read_bytes() == before
+    assert predict_cli.main(["--checkpoint", "x.pt", "--examples", "4"]) == 2
+    assert "--examples shows a shipped model" in capsys.readouterr().err
+    assert predict_cli.main(["--pretrained", "small-same", "--images", str(tiny_root / "test/images")]) == 2
+    assert "pass --out DIR" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The paper's overlap-tile strategy and its border weight map."""
+
 import numpy as np
 import pytest
 import torch
@@ -57,7 +58,7 @@ def test_weight_map_matches_the_formula_on_a_hand_made_gap():
     w = unet_weight_map(inst, w0=10, sigma=5)
     wc = class_balance_weights(inst > 0)
     # Column 4: d1 = 1 (to cell 1), d2 = 2 (to cell 2).
-    assert w[2, 4] == pytest.approx(wc[2, 4] + 10 * np.exp(-(1 + 2) ** 2 / (2 * 25)))
+    assert w[2, 4] == pytest.approx(wc[2, 4] + 10 * np.exp(-((1 + 2) ** 2) / (2 * 25)))
     assert np.allclose(w[inst > 0], wc[inst > 0])  # cells themselves carry only w_c
 
 

@@ -16,4 +16,5 @@ Modules, one job each:
     plots       figures the notebooks draw more than once
     utils       device, seeding, fast-mode switch
 """
+
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Everything here works on :class:`~unet_helpers.models.UNet` by its parts (``encoders``,
 ``bottleneck``, ``decoders``, ``head``) through forward hooks, so the network itself is unchanged.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -24,8 +25,10 @@ def feature_maps(model: UNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
     maps: dict[str, torch.Tensor] = {}
     parts = [(f"enc{k + 1}", m) for k, m in enumerate(model.encoders)] + [("bottleneck", model.bottleneck)]
     parts += [(f"dec{model.levels - 1 - k}", m) for k, m in enumerate(model.decoders)] + [("logits", model.head)]
-    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: maps.__setitem__(name, out.detach().cpu()))
-               for name, m in parts]
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out, name=name: maps.__setitem__(name, out.detach().cpu()))
+        for name, m in parts
+    ]
     try:
         model.eval()(x)
     finally:

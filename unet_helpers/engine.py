@@ -11,6 +11,7 @@ gradient scaler). On the CPU it trains in float32: bfloat16 autocast was about 3
 2-core Xeon, whose virtual CPU does not expose avx512_bf16 or AMX (benchmarks/bench_training.py).
 On both it uses the channels_last memory format (1.3x faster on that CPU, the same numbers).
 """
+
 from __future__ import annotations
 
 import os
@@ -80,7 +81,7 @@ class ShardSampler(Sampler[int]):
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel (or torch.compile) wrapper."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+        model = getattr(model, "module", None) or model._orig_mod
     return model
 
 
@@ -114,9 +115,17 @@ def match_target(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 
-def train_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-               device: torch.device, scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
-               channels_last: bool = False, progress: bool = False) -> float:
+def train_step(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> float:
     """One pass over ``loader`` updating ``model``; returns the mean training loss per image."""
     model.train()
     total, count = 0.0, 0
@@ -142,8 +151,14 @@ def train_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimiz
 
 
 @torch.no_grad()
-def recalibrate_batch_norm(model: nn.Module, loader: DataLoader, device: torch.device, batches: int = 20,
-                           amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> None:
+def recalibrate_batch_norm(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    batches: int = 20,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> None:
     """Recompute every BatchNorm's running mean and variance exactly, over ``batches`` training batches.
 
     BatchNorm's running statistics are a moving average taken while the weights change. With a
@@ -176,8 +191,15 @@ def recalibrate_batch_norm(model: nn.Module, loader: DataLoader, device: torch.d
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None = None,
-            channels_last: bool = False, hflip_tta: bool = False, progress: bool = False) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    hflip_tta: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
     """Salt probabilities for every item of ``loader``, in order, at the original tile size.
 
     Returns (N, 1, H, W) float32 on the CPU. The dataset's ``restore`` (if it has one) crops
@@ -200,9 +222,16 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtyp
 
 
 @torch.no_grad()
-def eval_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device,
-              amp_dtype: torch.dtype | None = None, channels_last: bool = False, threshold: float = 0.5,
-              progress: bool = False) -> dict[str, float]:
+def eval_step(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    threshold: float = 0.5,
+    progress: bool = False,
+) -> dict[str, float]:
     """Validation loss and metrics: tgs_score, IoU and Dice on the original 101x101 masks.
 
     ``loader`` must not shuffle: predictions are matched to the dataset's masks in order. Under
@@ -230,8 +259,13 @@ def eval_step(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: 
         else:
             truth = restore(target).cpu() > 0.5
         seen += len(images)
-        sums += [loss.item() * len(images), len(images), metrics.tgs_score_per_image(pred, truth).sum(),
-                 metrics.iou_per_image(pred, truth).sum(), metrics.dice_per_image(pred, truth).sum()]
+        sums += [
+            loss.item() * len(images),
+            len(images),
+            metrics.tgs_score_per_image(pred, truth).sum(),
+            metrics.iou_per_image(pred, truth).sum(),
+            metrics.dice_per_image(pred, truth).sum(),
+        ]
     loss_sum, n, tgs, iou, dice = all_sum(sums.tolist(), device)
     n = max(n, 1)
     return {"loss": loss_sum / n, "tgs": tgs / n, "iou": iou / n, "dice": dice / n}
@@ -249,8 +283,12 @@ def _rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
         "python": [py_state[0], list(py_state[1]), py_state[2]],
     }
 
@@ -273,8 +311,15 @@ def save_checkpoint(path: str | Path, **content) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, model: nn.Module | None = None, optimizer=None, scheduler=None, scaler=None,
-                    config: dict | None = None, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module | None = None,
+    optimizer=None,
+    scheduler=None,
+    scaler=None,
+    config: dict | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict:
     """Load a checkpoint (with ``weights_only=True``) and restore whatever objects are given.
 
     Raises ``CheckpointError`` naming the file when it is missing, unreadable (truncated,
@@ -293,7 +338,12 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, optimizer=
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no 'model' entry)")
     saved_model_config = checkpoint.get("model_config")
-    if model is not None and saved_model_config is not None and hasattr(model, "config") and model.config() != saved_model_config:
+    if (
+        model is not None
+        and saved_model_config is not None
+        and hasattr(model, "config")
+        and model.config() != saved_model_config
+    ):
         raise CheckpointError(
             f"{path} was saved for UNet({_fmt(saved_model_config)}) but the model is UNet({_fmt(model.config())}); "
             "build the model from the checkpoint's 'model_config' or use a matching checkpoint"
@@ -314,7 +364,9 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, optimizer=
         if scaler is not None and checkpoint.get("scaler") is not None:
             scaler.load_state_dict(checkpoint["scaler"])
     except (RuntimeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{path} does not fit this model or optimizer: {str(err).splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"{path} does not fit this model or optimizer: {str(err).splitlines()[0][:200]}"
+        ) from None
     return checkpoint
 
 
@@ -345,12 +397,28 @@ def _fmt(config: dict) -> str:
 # ---------------------------------------------------------------------------
 
 
-def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, loss_fn: nn.Module,
-          optimizer: torch.optim.Optimizer, epochs: int, *, scheduler=None, device: torch.device | str | None = None,
-          checkpoint_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False, seed: int = 0,
-          amp: bool = True, channels_last: bool = True, config: dict | None = None, progress: bool = True,
-          verbose: bool = True,
-          precise_bn_batches: int = 20, on_epoch_end: Callable[[int, dict], None] | None = None) -> dict[str, list]:
+def train(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    *,
+    scheduler=None,
+    device: torch.device | str | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+    amp: bool = True,
+    channels_last: bool = True,
+    config: dict | None = None,
+    progress: bool = True,
+    verbose: bool = True,
+    precise_bn_batches: int = 20,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> dict[str, list]:
     """Train for ``epochs`` epochs and return the history (one list entry per epoch for HISTORY_KEYS).
 
     Args:
@@ -382,8 +450,9 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
     start_epoch, best = 1, -1.0
     last_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     if last_path is not None and last_path.exists() and resume:
-        checkpoint = load_checkpoint(last_path, unwrap(model), optimizer, scheduler, scaler, config=config,
-                                     map_location=device)
+        checkpoint = load_checkpoint(
+            last_path, unwrap(model), optimizer, scheduler, scaler, config=config, map_location=device
+        )
         history, best = checkpoint["history"], checkpoint["best_score"]
         start_epoch = checkpoint["epoch"] + 1
         if world == 1:
@@ -400,7 +469,9 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
     if checkpoint_dir is not None and world > 1:
         dist.barrier()  # every rank has read the old checkpoint before rank 0 writes a new one
 
-    bar = tqdm(range(start_epoch, epochs + 1), desc="epochs", disable=not progress, initial=start_epoch - 1, total=epochs)
+    bar = tqdm(
+        range(start_epoch, epochs + 1), desc="epochs", disable=not progress, initial=start_epoch - 1, total=epochs
+    )
     for epoch in bar:
         started = time.perf_counter()
         if world > 1:
@@ -409,7 +480,9 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
             seed_everything(seed + 1000 * epoch + rank)
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)  # a new shuffle every epoch, the same on every rank
-        train_loss = train_step(model, train_loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last, progress)
+        train_loss = train_step(
+            model, train_loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last, progress
+        )
         recalibrate_batch_norm(model, train_loader, device, precise_bn_batches, amp_dtype, channels_last)
         val = eval_step(model, val_loader, loss_fn, device, amp_dtype, channels_last, progress=progress)
         lr = optimizer.param_groups[0]["lr"]
@@ -418,18 +491,32 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
                 scheduler.step(val["loss"])
             else:
                 scheduler.step()
-        row = dict(epoch=epoch, train_loss=train_loss, val_loss=val["loss"], val_tgs=val["tgs"], val_iou=val["iou"],
-                   val_dice=val["dice"], lr=lr, seconds=time.perf_counter() - started)
+        row = dict(
+            epoch=epoch,
+            train_loss=train_loss,
+            val_loss=val["loss"],
+            val_tgs=val["tgs"],
+            val_iou=val["iou"],
+            val_dice=val["dice"],
+            lr=lr,
+            seconds=time.perf_counter() - started,
+        )
         for key in HISTORY_KEYS:
             history[key].append(row[key])
         improved = val["tgs"] > best
         best = max(best, val["tgs"])
         if checkpoint_dir is not None and is_main:
             content = dict(
-                epoch=epoch, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
+                epoch=epoch,
+                model=unwrap(model).state_dict(),
+                optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler is not None else None,
-                scaler=scaler.state_dict() if scaler is not None else None, history=history, config=config,
-                model_config=model_config, best_score=best, rng=_rng_state(),
+                scaler=scaler.state_dict() if scaler is not None else None,
+                history=history,
+                config=config,
+                model_config=model_config,
+                best_score=best,
+                rng=_rng_state(),
             )
             save_checkpoint(last_path, **content)
             if improved:
@@ -438,9 +525,11 @@ def train(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, lo
             dist.barrier()
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val['loss']:.3f}", tgs=f"{val['tgs']:.3f}")
         if verbose:
-            tqdm.write(f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
-                       f"val tgs {val['tgs']:.4f}  iou {val['iou']:.4f}  lr {lr:.2e}  {row['seconds']:.1f}s"
-                       + ("  *best" if improved else ""))
+            tqdm.write(
+                f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+                f"val tgs {val['tgs']:.4f}  iou {val['iou']:.4f}  lr {lr:.2e}  {row['seconds']:.1f}s"
+                + ("  *best" if improved else "")
+            )
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     return history

@@ -9,6 +9,7 @@ In a notebook::
 so a notebook still runs top to bottom. Reference solutions are in ``unet_helpers.solutions``;
 the tests run every one of them through these checks, and an empty answer through each as well.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,14 +45,19 @@ def _function(answer) -> Callable:
 
 # --- checks that need more than one line ---------------------------------------------------------------
 
+
 def _rle(answer) -> str:
     if not isinstance(answer, str):
         raise NotYet(f"give the run-length string (a str like '1 2 5 1'), not {type(answer).__name__}")
     if answer.strip() != "2 2 7 3":
-        raise NotYet(f"{answer!r} is not it. Number the pixels from 1 down each column first (column-major), "
-                     "then write 'start length' for each run of 1s.")
-    return ("pixels 2-3 (column 1, rows 2-3) and 7-9 (column 2, rows 3-4 and column 3, row 1) are salt: "
-            "Kaggle numbers down the columns, so runs may wrap from one column to the next.")
+        raise NotYet(
+            f"{answer!r} is not it. Number the pixels from 1 down each column first (column-major), "
+            "then write 'start length' for each run of 1s."
+        )
+    return (
+        "pixels 2-3 (column 1, rows 2-3) and 7-9 (column 2, rows 3-4 and column 3, row 1) are salt: "
+        "Kaggle numbers down the columns, so runs may wrap from one column to the next."
+    )
 
 
 def _dice_loss(answer) -> str:
@@ -72,15 +78,24 @@ def _dice_loss(answer) -> str:
     if not got.requires_grad:
         raise NotYet("the loss has no gradient: use probabilities, torch.sigmoid(logits), not thresholded masks")
     if not torch.allclose(got.float(), expected, atol=1e-5):
-        raise NotYet(f"got {float(got):.4f}, expected {float(expected):.4f}: per image, "
-                     "1 - (2 * sum(p * t) + 1) / (sum(p) + sum(t) + 1) with p = sigmoid(logits), then the mean")
+        raise NotYet(
+            f"got {float(got):.4f}, expected {float(expected):.4f}: per image, "
+            "1 - (2 * sum(p * t) + 1) / (sum(p) + sum(t) + 1) with p = sigmoid(logits), then the mean"
+        )
     return "soft Dice: probabilities instead of 0/1 masks make the overlap differentiable; +1 keeps empty masks finite."
 
 
 def _tgs_one(answer) -> str:
     fn = _function(answer)
-    cases = [(0.49, True, 0.0), (0.5, True, 0.0), (0.51, True, 0.1), (0.77, True, 0.6), (0.96, True, 1.0),
-             (1.0, True, 1.0), (0.0, False, 1.0)]
+    cases = [
+        (0.49, True, 0.0),
+        (0.5, True, 0.0),
+        (0.51, True, 0.1),
+        (0.77, True, 0.6),
+        (0.96, True, 1.0),
+        (1.0, True, 1.0),
+        (0.0, False, 1.0),
+    ]
     for iou, has_salt, expected in cases:
         try:
             got = fn(iou, has_salt)
@@ -88,8 +103,10 @@ def _tgs_one(answer) -> str:
             raise NotYet("the function still raises NotImplementedError: write its body") from None
         if not isinstance(got, (int, float, np.floating)) or abs(float(got) - expected) > 1e-9:
             what = "an empty truth predicted empty" if not has_salt else f"IoU {iou}"
-            raise NotYet(f"for {what} the score is {expected}, got {got!r}. The thresholds are 0.5, 0.55, ..., 0.95 "
-                         "and a hit needs IoU strictly above the threshold")
+            raise NotYet(
+                f"for {what} the score is {expected}, got {got!r}. The thresholds are 0.5, 0.55, ..., 0.95 "
+                "and a hit needs IoU strictly above the threshold"
+            )
     return "the mean of [IoU > t for t in 0.5, 0.55, ..., 0.95]; an empty tile predicted empty scores 1."
 
 
@@ -140,47 +157,103 @@ def _zero_skip_hook(answer) -> str:
 
 
 EXERCISES: dict[str, Exercise] = {
-    "01.1": Exercise("the side of the first level's feature map after its two valid 3x3 convolutions and the 2x2 "
-                     "max-pooling, from a 572x572 input",
-                     lambda a: _number(a, 284, "Each valid 3x3 conv trims 2 (572 -> 570 -> 568), the pooling halves.",
-                                       "572 - 2 - 2 = 568, then 568 / 2 = 284, as in the paper's Figure 1.")),
-    "01.2": Exercise("the number of parameters of one 3x3 convolution from 64 to 128 channels, with bias",
-                     lambda a: _number(a, 73_856, "Each of the 128 filters has 3 x 3 x 64 weights and one bias.",
-                                       "128 x (3 x 3 x 64 + 1) = 73,856.")),
-    "01.3": Exercise("the output side of the paper's network for its smallest input, 188x188",
-                     lambda a: _number(a, 4, "Follow 188 down (conv -2, conv -2, pool /2 at each level) and back up "
-                                            "(up-conv x2, conv -2, conv -2).",
-                                       "188 -> 184 -> 92 -> 88 -> 44 -> 40 -> 20 -> 16 -> 8 -> 4 at the bottom, "
-                                       "then 8 -> 4, 8 -> 4, 8 -> 4, 8 -> 4: the output is 4x4.")),
-    "02.1": Exercise("the smallest input side of a 3-level valid-padding U-Net whose output covers a 101x101 tile",
-                     lambda a: _number(a, 144, "Try sides that the network takes (models.nearest_valid_input_sides) and "
-                                              "compute their output side (models.output_side) until it reaches 101.",
-                                       "144 -> 104: 43 pixels are lost to the valid convolutions, the rest covers the tile.")),
-    "02.2": Exercise("how many parameters the 1x1 output convolution of UNet(3, 1, (16, 32, 64)) has",
-                     lambda a: _number(a, 17, "It maps the 16 features of each pixel to 1 logit, with a bias.",
-                                       "16 weights + 1 bias = 17.")),
+    "01.1": Exercise(
+        "the side of the first level's feature map after its two valid 3x3 convolutions and the 2x2 "
+        "max-pooling, from a 572x572 input",
+        lambda a: _number(
+            a,
+            284,
+            "Each valid 3x3 conv trims 2 (572 -> 570 -> 568), the pooling halves.",
+            "572 - 2 - 2 = 568, then 568 / 2 = 284, as in the paper's Figure 1.",
+        ),
+    ),
+    "01.2": Exercise(
+        "the number of parameters of one 3x3 convolution from 64 to 128 channels, with bias",
+        lambda a: _number(
+            a,
+            73_856,
+            "Each of the 128 filters has 3 x 3 x 64 weights and one bias.",
+            "128 x (3 x 3 x 64 + 1) = 73,856.",
+        ),
+    ),
+    "01.3": Exercise(
+        "the output side of the paper's network for its smallest input, 188x188",
+        lambda a: _number(
+            a,
+            4,
+            "Follow 188 down (conv -2, conv -2, pool /2 at each level) and back up (up-conv x2, conv -2, conv -2).",
+            "188 -> 184 -> 92 -> 88 -> 44 -> 40 -> 20 -> 16 -> 8 -> 4 at the bottom, "
+            "then 8 -> 4, 8 -> 4, 8 -> 4, 8 -> 4: the output is 4x4.",
+        ),
+    ),
+    "02.1": Exercise(
+        "the smallest input side of a 3-level valid-padding U-Net whose output covers a 101x101 tile",
+        lambda a: _number(
+            a,
+            144,
+            "Try sides that the network takes (models.nearest_valid_input_sides) and "
+            "compute their output side (models.output_side) until it reaches 101.",
+            "144 -> 104: 43 pixels are lost to the valid convolutions, the rest covers the tile.",
+        ),
+    ),
+    "02.2": Exercise(
+        "how many parameters the 1x1 output convolution of UNet(3, 1, (16, 32, 64)) has",
+        lambda a: _number(
+            a, 17, "It maps the 16 features of each pixel to 1 logit, with a bias.", "16 weights + 1 bias = 17."
+        ),
+    ),
     "03.1": Exercise("the Kaggle run-length string of the 4x4 mask [[0,0,1,0],[1,0,0,0],[1,1,0,0],[0,1,0,0]]", _rle),
-    "03.2": Exercise("the side to reflect-pad 101x101 tiles to for a same-padding U-Net with 4 poolings",
-                     lambda a: _number(a, 112, "Each pooling halves: the side must be divisible by 2 ** 4 = 16.",
-                                       "112 = 7 x 16 is the smallest multiple of 16 above 101.")),
-    "04.1": Exercise("a soft Dice loss: dice_loss(logits, target) -> the mean over the batch of 1 - soft Dice",
-                     _dice_loss),
-    "04.2": Exercise("how many optimizer steps one epoch of 2,400 tiles takes with batch 32",
-                     lambda a: _number(a, 75, "One step per batch.", "2,400 / 32 = 75 batches, one step each.")),
-    "05.1": Exercise("the competition's score of one tile: tgs_one(iou, has_salt) (has_salt False: an empty truth "
-                     "predicted empty, iou ignored)", _tgs_one),
+    "03.2": Exercise(
+        "the side to reflect-pad 101x101 tiles to for a same-padding U-Net with 4 poolings",
+        lambda a: _number(
+            a,
+            112,
+            "Each pooling halves: the side must be divisible by 2 ** 4 = 16.",
+            "112 = 7 x 16 is the smallest multiple of 16 above 101.",
+        ),
+    ),
+    "04.1": Exercise(
+        "a soft Dice loss: dice_loss(logits, target) -> the mean over the batch of 1 - soft Dice", _dice_loss
+    ),
+    "04.2": Exercise(
+        "how many optimizer steps one epoch of 2,400 tiles takes with batch 32",
+        lambda a: _number(a, 75, "One step per batch.", "2,400 / 32 = 75 batches, one step each."),
+    ),
+    "05.1": Exercise(
+        "the competition's score of one tile: tgs_one(iou, has_salt) (has_salt False: an empty truth "
+        "predicted empty, iou ignored)",
+        _tgs_one,
+    ),
     "05.2": Exercise("horizontal-flip TTA: hflip_tta(model, x) -> the averaged probabilities", _hflip_tta),
-    "06.1": Exercise("the tiles each process takes per step with --batch-size 128 on 4 GPUs",
-                     lambda a: _number(a, 32, "--batch-size is the global batch, split evenly over the processes.",
-                                       "128 / 4 = 32 tiles per GPU, and the gradients are averaged over all 128.")),
-    "06.2": Exercise("the optimizer steps in one epoch of 3,200 tiles with global batch 32 on 2 processes",
-                     lambda a: _number(a, 100, "Both processes take the same steps: count the global batches.",
-                                       "3,200 / 32 = 100: adding processes makes each step cheaper, not more numerous.")),
-    "07.1": Exercise("the theoretical receptive field of UNet(1, 1, (8, 16), padding='same'), by hand",
-                     lambda a: _number(a, 18, "Walk the layers: a 3x3 conv adds 2 x jump, a 2x2 pool adds 1 x jump and "
-                                             "doubles the jump, a 2x2 up-conv adds nothing and halves it.",
-                                       "5 after two convs, 6 after the pool (jump 2), 6 + 4 + 4 = 14 at the bottom, "
-                                       "then jump 1 again: 14 + 2 + 2 = 18.")),
+    "06.1": Exercise(
+        "the tiles each process takes per step with --batch-size 128 on 4 GPUs",
+        lambda a: _number(
+            a,
+            32,
+            "--batch-size is the global batch, split evenly over the processes.",
+            "128 / 4 = 32 tiles per GPU, and the gradients are averaged over all 128.",
+        ),
+    ),
+    "06.2": Exercise(
+        "the optimizer steps in one epoch of 3,200 tiles with global batch 32 on 2 processes",
+        lambda a: _number(
+            a,
+            100,
+            "Both processes take the same steps: count the global batches.",
+            "3,200 / 32 = 100: adding processes makes each step cheaper, not more numerous.",
+        ),
+    ),
+    "07.1": Exercise(
+        "the theoretical receptive field of UNet(1, 1, (8, 16), padding='same'), by hand",
+        lambda a: _number(
+            a,
+            18,
+            "Walk the layers: a 3x3 conv adds 2 x jump, a 2x2 pool adds 1 x jump and "
+            "doubles the jump, a 2x2 up-conv adds nothing and halves it.",
+            "5 after two convs, 6 after the pool (jump 2), 6 + 4 + 4 = 14 at the bottom, "
+            "then jump 1 again: 14 + 2 + 2 = 18.",
+        ),
+    ),
     "07.2": Exercise("a forward pre-hook for an UpBlock that replaces its skip connection by zeros", _zero_skip_hook),
 }
 

@@ -9,6 +9,7 @@ target in {0, 1}, and returns a scalar.
 * Lovasz hinge (Berman, Triki, Blaschko, 2018): a convex surrogate of the IoU itself, used
   by the TGS Salt winners to fine-tune for the competition's IoU-based metric.
 """
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 All take batched binary masks, numpy arrays or tensors, shaped (N, H, W) or (N, 1, H, W)
 (a single (H, W) mask is treated as a batch of one). Anything non-zero counts as salt.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -19,6 +19,7 @@ border; that is why the output (388) is smaller than the input (572).
 
 Shapes below are written (N, C, H, W): batch, channels, height, width.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -279,7 +280,9 @@ class DoubleConv(nn.Sequential):
         layers: list[nn.Module] = []
         for c in (c_in, c_out):
             layers.append(
-                nn.Conv2d(c, c_out, 3, padding=1 if padding == "same" else 0, padding_mode=padding_mode, bias=not batch_norm)
+                nn.Conv2d(
+                    c, c_out, 3, padding=1 if padding == "same" else 0, padding_mode=padding_mode, bias=not batch_norm
+                )
             )
             if batch_norm:
                 layers.append(nn.BatchNorm2d(c_out))

@@ -1,4 +1,5 @@
 """Figures the notebooks draw more than once: the architecture, image grids, curves, predictions."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,9 +24,14 @@ def _as_2d(x) -> np.ndarray:
     return x[0] if x.ndim == 3 else x
 
 
-def draw_unet(features: Sequence[int] = (64, 128, 256, 512, 1024), input_side: int = 572,
-              padding: str = "valid", ax: plt.Axes | None = None, in_channels: int = 1,
-              out_channels: int = 2) -> plt.Axes:
+def draw_unet(
+    features: Sequence[int] = (64, 128, 256, 512, 1024),
+    input_side: int = 572,
+    padding: str = "valid",
+    ax: plt.Axes | None = None,
+    in_channels: int = 1,
+    out_channels: int = 2,
+) -> plt.Axes:
     """Draw the U as in the paper's Figure 1: one bar per feature map, its height the map's side.
 
     Above each bar: its channels; below it: its side. Blue arrows are 3x3 convolutions + ReLU,
@@ -35,8 +41,8 @@ def draw_unet(features: Sequence[int] = (64, 128, 256, 512, 1024), input_side: i
     levels = len(features)
     sides = dict(feature_map_sides(input_side, levels, padding))
     ax = ax or plt.subplots(figsize=(13, 6.2))[1]
-    step, width, gap = 1.0, 0.22, 0.35     # distance between bars, bar width, extra gap before an up-convolution
-    scale = 2.2 / input_side               # bar height per pixel of side
+    step, width, gap = 1.0, 0.22, 0.35  # distance between bars, bar width, extra gap before an up-convolution
+    scale = 2.2 / input_side  # bar height per pixel of side
     row = lambda level: -2.6 * (level - 1)  # noqa: E731  top of the bars of a level
     label_size, side_size = 10, 8.5
 
@@ -84,14 +90,24 @@ def draw_unet(features: Sequence[int] = (64, 128, 256, 512, 1024), input_side: i
     ax.set_xlim(-0.6, x + 0.8)
     ax.set_ylim(row(levels) - 1.0, 0.6)
     ax.set_axis_off()
-    legend = [("3x3 conv, ReLU", "tab:blue", "-"), ("copy" + (" and crop" if padding == "valid" else ""), "grey", "--"),
-              ("2x2 max pool", "tab:red", "-"), ("2x2 up-conv", "tab:green", "-"), ("1x1 conv", "tab:cyan", "-")]
+    legend = [
+        ("3x3 conv, ReLU", "tab:blue", "-"),
+        ("copy" + (" and crop" if padding == "valid" else ""), "grey", "--"),
+        ("2x2 max pool", "tab:red", "-"),
+        ("2x2 up-conv", "tab:green", "-"),
+        ("1x1 conv", "tab:cyan", "-"),
+    ]
     for i, (label, color, style) in enumerate(legend):
         y = row(levels) - 0.3 + 0.42 * (len(legend) - 1 - i)
         arrow((x - 2.6, y), (x - 1.9, y), color, style)
         ax.text(x - 1.75, y, label, color="black", fontsize=label_size, va="center")
-    ax.text(-0.5, row(levels) - 0.8, "above a bar: its channels; below it (grey): the side of the map in pixels",
-            fontsize=side_size, va="center")
+    ax.text(
+        -0.5,
+        row(levels) - 0.8,
+        "above a bar: its channels; below it (grey): the side of the map in pixels",
+        fontsize=side_size,
+        va="center",
+    )
     ax.set_title(f"U-Net, {levels} levels, {padding} padding, {input_side}x{input_side} input", fontsize=12)
     return ax
 

@@ -5,6 +5,7 @@ The competition's score gives an empty tile 1 only when the prediction is exactl
 Dropping every predicted mask smaller than ``min_area`` pixels trades those false alarms against
 the few tiny salt bodies that are then missed. Both numbers are chosen on validation tiles.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,15 +25,22 @@ def to_masks(probs: np.ndarray, threshold: float = 0.5, min_area: int = 0) -> np
     return masks
 
 
-def choose_postprocessing(probs: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS,
-                          min_areas=MIN_AREAS) -> dict:
+def choose_postprocessing(probs: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS, min_areas=MIN_AREAS) -> dict:
     """The threshold and minimum area with the best tgs_score on these (validation) tiles.
 
     Returns ``dict(threshold, min_area, score, grid)`` with ``grid[i][j]`` the score of
     ``thresholds[i]`` and ``min_areas[j]``. Ties go to the smaller area and the threshold nearer 0.5.
     """
     grid = np.array([[tgs_score(to_masks(probs, t, a), truth) for a in min_areas] for t in thresholds])
-    order = sorted(((-grid[i, j], abs(t - 0.5), a, i, j) for i, t in enumerate(thresholds) for j, a in enumerate(min_areas)))
+    order = sorted(
+        ((-grid[i, j], abs(t - 0.5), a, i, j) for i, t in enumerate(thresholds) for j, a in enumerate(min_areas))
+    )
     _, _, _, i, j = order[0]
-    return dict(threshold=float(thresholds[i]), min_area=int(min_areas[j]), score=float(grid[i, j]),
-                grid=grid.round(4).tolist(), thresholds=list(thresholds), min_areas=list(min_areas))
+    return dict(
+        threshold=float(thresholds[i]),
+        min_area=int(min_areas[j]),
+        score=float(grid[i, j]),
+        grid=grid.round(4).tolist(),
+        thresholds=list(thresholds),
+        min_areas=list(min_areas),
+    )

@@ -14,6 +14,7 @@ The cards are written from a finished training run (``python -m unet_helpers.tra
 
     python -m unet_helpers.pretrained export --run runs/real/medium-strong --data data/tgs-salt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,19 +79,87 @@ def unseen_ids(card: dict, ids: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def predict_tiles(model: torch.nn.Module, recipe: dict, arrays: TGSArrays, device: torch.device | str = "cpu",
-                  tta: bool = True, batch_size: int = 64) -> np.ndarray:
-    """Salt probabilities (N, 101, 101) for decoded tiles, prepared as the recipe trained them."""
-    dataset = TGSSaltDataset(arrays, channels=recipe["model"].get("in_channels", 3), size=recipe["size"], side=recipe["side"])
+def predict_tiles(
+    model: torch.nn.Module,
+    recipe: dict,
+    arrays: TGSArrays,
+    device: torch.device | str = "cpu",
+    tta: bool = True,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Salt probabilities (N, 101, 101) for decoded tiles, prepared as the recipe trained them.
+
+    ``progress`` shows a progress bar (tqdm.auto: in a terminal, JupyterLab and Colab alike).
+    """
+    dataset = TGSSaltDataset(
+        arrays, channels=recipe["model"].get("in_channels", 3), size=recipe["size"], side=recipe["side"]
+    )
     loader = DataLoader(dataset, batch_size=batch_size)
-    return predict(model, loader, torch.device(device), channels_last=True, hflip_tta=tta)[:, 0].numpy()
+    probs = predict(model, loader, torch.device(device), channels_last=True, hflip_tta=tta, progress=progress)
+    return probs[:, 0].numpy()
 
 
 def score_tiles(probs: np.ndarray, truth: np.ndarray, threshold: float, min_area: int) -> dict:
     """tgs_score and IoU of post-processed predictions, with the all-empty baseline beside them."""
     masks = to_masks(probs, threshold, min_area)
-    return dict(tiles=len(truth), tgs=round(float(tgs_score(masks, truth)), 4), iou=round(float(iou(masks, truth)), 4),
-                empty_baseline=round(float(tgs_score(np.zeros_like(masks), truth)), 4))
+    return dict(
+        tiles=len(truth),
+        tgs=round(float(tgs_score(masks, truth)), 4),
+        iou=round(float(iou(masks, truth)), 4),
+        empty_baseline=round(float(tgs_score(np.zeros_like(masks), truth)), 4),
+    )
+
+
+def example_ids(card: dict, arrays: TGSArrays, n: int = 8) -> list[str]:
+    """``n`` tiles the model never saw, from empty to all salt (evenly spread over the salt coverage).
+
+    Held-out tiles (used neither to train nor to choose the model) come first; on other data, e.g. the
+    stand-in or Kaggle tiles beyond the card's, any tile outside the card's training and validation ids.
+    """
+    unseen = unseen_ids(card, arrays.ids)
+    held_out = set(card["data"].get("held_out_ids", []))
+    ids = [i for i in unseen if i in held_out] or unseen
+    if not ids:
+        raise ValueError("every tile here was used to train or choose this model; there is nothing unseen to show")
+    order = np.argsort(arrays.subset(ids).coverage, kind="stable")
+    picks = order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
+    return [ids[k] for k in picks]
+
+
+def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: str | torch.device = "cpu"):
+    """A shipped model's predictions beside the truth on ``n`` tiles it never saw; returns (figure, scores).
+
+    ``data``: a :class:`~unet_helpers.data.TGSSource` from ``get_tgs_salt()``, or a folder for it to look in
+    (default ``data/tgs-salt``; without real data there, the offline stand-in, written on first use, and said
+    so). The card's post-processing is applied. Rows: image, true mask, predicted mask, prediction over the image.
+    """
+    from .data import TGSSource, get_tgs_salt  # here: get_tgs_salt prints a banner and may write the stand-in
+    from .metrics import tgs_score_per_image
+    from .plots import show_tiles
+
+    model, card = load_pretrained(name, device)
+    source = data if isinstance(data, TGSSource) else get_tgs_salt(data)
+    arrays = load_tgs_split(source.root, "train")
+    tiles = arrays.subset(example_ids(card, arrays, n))
+    post = card["postprocessing"]
+    probs = predict_tiles(model, card["recipe"], tiles, device, tta=post["tta"])
+    masks = to_masks(probs, post["threshold"], post["min_area"])
+    per_tile = tgs_score_per_image(masks, tiles.masks)
+    titles = [f"{c:.0%} salt, score {s:.2f}" for c, s in zip(tiles.coverage, per_tile)]
+    figure = show_tiles(tiles.images, tiles.masks, titles=titles, predictions=masks)
+    scores = score_tiles(probs, tiles.masks, post["threshold"], post["min_area"])
+    print(
+        f"{name} on {len(tiles)} {'synthetic' if source.synthetic else 'real'} tiles it never trained on: "
+        f"tgs_score {scores['tgs']:.3f} (predicting no salt anywhere: {scores['empty_baseline']:.3f})"
+    )
+    if source.synthetic:
+        print(
+            "These tiles are synthetic. The shipped models learned real seismic images and find little salt in the "
+            "stand-in; on real tiles they never saw, medium-strong scores "
+            f"{load_card('medium-strong')['held_out']['tgs']:.3f}. The real data: see data/README.md."
+        )
+    return figure, scores
 
 
 # ---------------------------------------------------------------------------
@@ -107,8 +176,13 @@ def _best_checkpoint(run: Path) -> tuple[Path, dict]:
     return max(loaded, key=lambda item: item[1]["best_score"])
 
 
-def export(run: str | Path, data: str | Path, name: str | None = None, out_dir: Path = WEIGHTS_DIR,
-           device_note: str | None = None) -> dict:
+def export(
+    run: str | Path,
+    data: str | Path,
+    name: str | None = None,
+    out_dir: Path = WEIGHTS_DIR,
+    device_note: str | None = None,
+) -> dict:
     """Write ``out_dir/<name>.pt`` (float16 weights) and ``<name>.json`` (the card) from a finished run."""
     run, data = Path(run), Path(data)
     config = json.loads((run / "config.json").read_text())
@@ -129,13 +203,17 @@ def export(run: str | Path, data: str | Path, name: str | None = None, out_dir: 
     choices = {}
     for tta in (False, True):
         probs = predict_tiles(model, recipe, val, tta=tta)
-        choices[tta] = dict(choose_postprocessing(probs, val.masks), plain_at_05=float(tgs_score(probs > 0.5, val.masks)))
+        choices[tta] = dict(
+            choose_postprocessing(probs, val.masks), plain_at_05=float(tgs_score(probs > 0.5, val.masks))
+        )
     tta = choices[True]["score"] > choices[False]["score"]
     chosen = choices[tta]
     test_probs = predict_tiles(rounded, recipe, test, tta=tta)
     held_out = score_tiles(test_probs, test.masks, chosen["threshold"], chosen["min_area"])
     held_out_plain = score_tiles(predict_tiles(rounded, recipe, test, tta=False), test.masks, 0.5, 0)
-    val_float16 = score_tiles(predict_tiles(rounded, recipe, val, tta=tta), val.masks, chosen["threshold"], chosen["min_area"])
+    val_float16 = score_tiles(
+        predict_tiles(rounded, recipe, val, tta=tta), val.masks, chosen["threshold"], chosen["min_area"]
+    )
 
     n_tiles = len(split["train"]) + len(split["val"]) + len(split["test"])
     history = histories.get("all") or histories.get("main")
@@ -148,37 +226,57 @@ def export(run: str | Path, data: str | Path, name: str | None = None, out_dir: 
     torch.save(half, weights)
     card = dict(
         name=name,
-        summary=(f"U-Net {recipe['name']} trained from scratch on real TGS Salt tiles: held-out tgs_score "
-                 f"{held_out['tgs']:.3f} on {held_out['tiles']} tiles (all-empty baseline {held_out['empty_baseline']:.3f})"),
+        summary=(
+            f"U-Net {recipe['name']} trained from scratch on real TGS Salt tiles: held-out tgs_score "
+            f"{held_out['tgs']:.3f} on {held_out['tiles']} tiles (all-empty baseline {held_out['empty_baseline']:.3f})"
+        ),
         recipe=recipe,
         model_config=checkpoint["model_config"],
         parameters=count_parameters(model),
         data=dict(
             source=f"Kaggle TGS Salt Identification Challenge, its training tiles ({n_tiles:,} of Kaggle's {N_TRAIN:,} were used)",
-            split="stratified by salt coverage, seed %d: %d training, %d validation, %d held-out tiles" % (
-                config["seed"], len(split["train"]), len(split["val"]), len(split["test"])),
-            train_ids=split["train"], val_ids=split["val"], held_out_ids=split["test"],
+            split=f"stratified by salt coverage, seed {config['seed']}: {len(split['train'])} training, "
+            f"{len(split['val'])} validation, {len(split['test'])} held-out tiles",
+            train_ids=split["train"],
+            val_ids=split["val"],
+            held_out_ids=split["test"],
         ),
         training=dict(
-            epochs=recipe["epochs"], finetune_epochs=recipe.get("finetune_epochs", 0),
-            epochs_run=len(history["epoch"]), chosen_checkpoint=f"{stage} stage, epoch {checkpoint['epoch']}",
-            device=device_note or config.get("device", "cpu"), threads=config.get("threads"),
+            epochs=recipe["epochs"],
+            finetune_epochs=recipe.get("finetune_epochs", 0),
+            epochs_run=len(history["epoch"]),
+            chosen_checkpoint=f"{stage} stage, epoch {checkpoint['epoch']}",
+            device=device_note or config.get("device", "cpu"),
+            threads=config.get("threads"),
             wall_time_s=round(float(sum(history["seconds"])), 1),
             command=f"python -m unet_helpers.train --data <tgs-salt> --recipe {recipe['name']} --val-fraction "
-                    f"{config['val_fraction']} --test-fraction {config['test_fraction']} --seed {config['seed']}",
+            f"{config['val_fraction']} --test-fraction {config['test_fraction']} --seed {config['seed']}",
         ),
         history={k: [round(float(v), 5) for v in vals] for k, vals in history.items()},
         best_val_tgs=round(float(checkpoint["best_score"]), 4),
-        postprocessing=dict(threshold=chosen["threshold"], min_area=chosen["min_area"], tta=tta,
-                            chosen_on="validation tiles",
-                            val_tgs=dict(plain_at_0_5=round(choices[False]["plain_at_05"], 4),
-                                         best_without_tta=round(choices[False]["score"], 4),
-                                         best_with_tta=round(choices[True]["score"], 4))),
+        postprocessing=dict(
+            threshold=chosen["threshold"],
+            min_area=chosen["min_area"],
+            tta=tta,
+            chosen_on="validation tiles",
+            val_tgs=dict(
+                plain_at_0_5=round(choices[False]["plain_at_05"], 4),
+                best_without_tta=round(choices[False]["score"], 4),
+                best_with_tta=round(choices[True]["score"], 4),
+            ),
+        ),
         held_out=dict(held_out, plain_at_0_5_without_tta=held_out_plain["tgs"]),
-        weights=dict(file=weights.name, dtype="float16", bytes=weights.stat().st_size,
-                     sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
-                     val_tgs_float32=round(chosen["score"], 4), val_tgs_float16=val_float16["tgs"]),
-        torch=torch.__version__, python=platform.python_version(), date=datetime.date.today().isoformat(),
+        weights=dict(
+            file=weights.name,
+            dtype="float16",
+            bytes=weights.stat().st_size,
+            sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
+            val_tgs_float32=round(chosen["score"], 4),
+            val_tgs_float16=val_float16["tgs"],
+        ),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        date=datetime.date.today().isoformat(),
     )
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
@@ -202,8 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for name in available_pretrained():
                 card = load_card(name)
-                print(f"{name:16} {card['parameters']:>9,} parameters  held-out tgs_score {card['held_out']['tgs']:.3f}"
-                      f"  ({card['held_out']['tiles']} tiles, empty baseline {card['held_out']['empty_baseline']:.3f})")
+                print(
+                    f"{name:16} {card['parameters']:>9,} parameters  held-out tgs_score {card['held_out']['tgs']:.3f}"
+                    f"  ({card['held_out']['tiles']} tiles, empty baseline {card['held_out']['empty_baseline']:.3f})"
+                )
     except (CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 Notebook 04 compares them; the same names work everywhere a recipe is built, so a result in
 the notebook can be reproduced from a script.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -26,11 +27,11 @@ class Recipe:
 
     name: str
     model: dict = field(default_factory=dict)  # UNet(**model)
-    size: str = "pad"           # TGSSaltDataset size strategy
-    side: int = 104             # padded side: the smallest the network takes (see fitting_side)
-    augment: bool = False       # random horizontal flips
+    size: str = "pad"  # TGSSaltDataset size strategy
+    side: int = 104  # padded side: the smallest the network takes (see fitting_side)
+    augment: bool = False  # random horizontal flips
     loss: str = "bce"
-    optimizer: str = "adam"     # "adam" or "adamw"
+    optimizer: str = "adam"  # "adam" or "adamw"
     lr: float = 1e-4
     weight_decay: float = 1e-5
     scheduler: str = "plateau"  # "plateau" (ReduceLROnPlateau on the val loss), "cosine" or "none"
@@ -43,9 +44,11 @@ class Recipe:
     def config(self) -> dict:
         return asdict(self)
 
-    def scaled(self, epochs: int, finetune_epochs: int | None = None) -> "Recipe":
+    def scaled(self, epochs: int, finetune_epochs: int | None = None) -> Recipe:
         """The same recipe with fewer (or more) epochs, e.g. for fast mode."""
-        return replace(self, epochs=epochs, finetune_epochs=self.finetune_epochs if finetune_epochs is None else finetune_epochs)
+        return replace(
+            self, epochs=epochs, finetune_epochs=self.finetune_epochs if finetune_epochs is None else finetune_epochs
+        )
 
 
 def fitting_side(model: dict, tile: int = 101) -> int:
@@ -68,15 +71,26 @@ _MEDIUM = dict(in_channels=3, out_channels=1, features=(16, 32, 64, 128))
 
 RECIPES: dict[str, Recipe] = {
     # The earlier project's three variants: Adam 1e-4 with weight decay, BCE, ReduceLROnPlateau.
-    "small-valid": Recipe("small-valid", dict(_SMALL, padding="valid"), side=fitting_side(dict(_SMALL, padding="valid"))),
+    "small-valid": Recipe(
+        "small-valid", dict(_SMALL, padding="valid"), side=fitting_side(dict(_SMALL, padding="valid"))
+    ),
     "small-same": Recipe("small-same", dict(_SMALL, padding="same")),
     "medium-reflect": Recipe("medium-reflect", dict(_MEDIUM, padding="same", padding_mode="reflect")),
     # A stronger recipe: batch norm, flips, BCE + Dice, AdamW with a larger learning rate on a cosine
     # schedule, then a short Lovasz-hinge fine-tune that optimises IoU, what the competition scores.
     "medium-strong": Recipe(
-        "medium-strong", dict(_MEDIUM, padding="same", padding_mode="reflect", batch_norm=True), augment=True,
-        loss="bce_dice", optimizer="adamw", lr=3e-3, weight_decay=1e-4, scheduler="cosine", epochs=40,
-        finetune_loss="lovasz", finetune_epochs=10, finetune_lr=3e-4,
+        "medium-strong",
+        dict(_MEDIUM, padding="same", padding_mode="reflect", batch_norm=True),
+        augment=True,
+        loss="bce_dice",
+        optimizer="adamw",
+        lr=3e-3,
+        weight_decay=1e-4,
+        scheduler="cosine",
+        epochs=40,
+        finetune_loss="lovasz",
+        finetune_epochs=10,
+        finetune_lr=3e-4,
     ),
 }
 
@@ -107,12 +121,20 @@ def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, epochs: in
 def make_datasets(recipe: Recipe, arrays, train_ids, val_ids) -> tuple[TGSSaltDataset, TGSSaltDataset]:
     """Training (with the recipe's augmentation) and validation datasets from decoded arrays."""
     options = dict(channels=recipe.model.get("in_channels", 3), size=recipe.size, side=recipe.side)
-    return (TGSSaltDataset(arrays, ids=train_ids, augment=recipe.augment, **options),
-            TGSSaltDataset(arrays, ids=val_ids, **options))
+    return (
+        TGSSaltDataset(arrays, ids=train_ids, augment=recipe.augment, **options),
+        TGSSaltDataset(arrays, ids=val_ids, **options),
+    )
 
 
-def make_loaders(recipe: Recipe, train_ds: TGSSaltDataset, val_ds: TGSSaltDataset, num_workers: int = 0,
-                 pin_memory: bool = False, seed: int = 0) -> tuple[DataLoader, DataLoader]:
+def make_loaders(
+    recipe: Recipe,
+    train_ds: TGSSaltDataset,
+    val_ds: TGSSaltDataset,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    seed: int = 0,
+) -> tuple[DataLoader, DataLoader]:
     """Loaders whose global batches are the same for one process and for N under torchrun.
 
     ``recipe.batch_size`` is the global batch: each of N processes takes batch_size / N items of
@@ -124,19 +146,38 @@ def make_loaders(recipe: Recipe, train_ds: TGSSaltDataset, val_ds: TGSSaltDatase
         raise ValueError(f"the batch size {recipe.batch_size} must be divisible by the {world} processes")
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     per_rank = recipe.batch_size // world
-    train_loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=num_workers,
-                              pin_memory=pin_memory, drop_last=len(train_ds) // world > per_rank)
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=len(train_ds) // world > per_rank,
+    )
     val_sampler = ShardSampler(val_ds) if world > 1 else None
-    val_loader = DataLoader(val_ds, batch_size=2 * per_rank, sampler=val_sampler, num_workers=num_workers,
-                            pin_memory=pin_memory)
+    val_loader = DataLoader(
+        val_ds, batch_size=2 * per_rank, sampler=val_sampler, num_workers=num_workers, pin_memory=pin_memory
+    )
     return train_loader, val_loader
 
 
-def run_recipe(recipe: Recipe, train_ds: TGSSaltDataset, val_ds: TGSSaltDataset, run_dir: str | Path,
-               device: torch.device, resume: bool = True, overwrite: bool = False, num_workers: int = 0,
-               progress: bool = True, verbose: bool = True, seed: int = 0, amp: bool = True, channels_last: bool = True,
-               extra_config: dict | None = None,
-               on_epoch_end: Callable[[str, int, dict], None] | None = None) -> tuple[torch.nn.Module, dict]:
+def run_recipe(
+    recipe: Recipe,
+    train_ds: TGSSaltDataset,
+    val_ds: TGSSaltDataset,
+    run_dir: str | Path,
+    device: torch.device,
+    resume: bool = True,
+    overwrite: bool = False,
+    num_workers: int = 0,
+    progress: bool = True,
+    verbose: bool = True,
+    seed: int = 0,
+    amp: bool = True,
+    channels_last: bool = True,
+    extra_config: dict | None = None,
+    on_epoch_end: Callable[[str, int, dict], None] | None = None,
+) -> tuple[torch.nn.Module, dict]:
     """Train a recipe (and its fine-tune stage); return the best model and the joined history.
 
     Checkpoints go to ``run_dir`` (and ``run_dir/finetune``); with ``resume`` an interrupted run
@@ -161,18 +202,49 @@ def run_recipe(recipe: Recipe, train_ds: TGSSaltDataset, val_ds: TGSSaltDataset,
         return None if on_epoch_end is None else (lambda epoch, history: on_epoch_end(stage, epoch, history))
 
     optimizer = build_optimizer(recipe, model)
-    history = train(model, train_loader, val_loader, make_loss(recipe.loss), optimizer, recipe.epochs,
-                    scheduler=build_scheduler(recipe, optimizer, recipe.epochs), device=device, checkpoint_dir=run_dir,
-                    resume=resume, overwrite=overwrite, seed=seed, amp=amp, channels_last=channels_last, config=config,
-                    progress=progress, verbose=verbose, on_epoch_end=callback("main"))
+    history = train(
+        model,
+        train_loader,
+        val_loader,
+        make_loss(recipe.loss),
+        optimizer,
+        recipe.epochs,
+        scheduler=build_scheduler(recipe, optimizer, recipe.epochs),
+        device=device,
+        checkpoint_dir=run_dir,
+        resume=resume,
+        overwrite=overwrite,
+        seed=seed,
+        amp=amp,
+        channels_last=channels_last,
+        config=config,
+        progress=progress,
+        verbose=verbose,
+        on_epoch_end=callback("main"),
+    )
     load_checkpoint(run_dir / "best.pt", unwrap(model))
     if recipe.finetune_loss and recipe.finetune_epochs > 0:
         optimizer = build_optimizer(recipe, model, lr=recipe.finetune_lr)
-        stage = train(model, train_loader, val_loader, make_loss(recipe.finetune_loss), optimizer, recipe.finetune_epochs,
-                      scheduler=build_scheduler(recipe, optimizer, recipe.finetune_epochs), device=device,
-                      checkpoint_dir=run_dir / "finetune", resume=resume, overwrite=overwrite, seed=seed, amp=amp,
-                      channels_last=channels_last, config=dict(config, stage="finetune"), progress=progress, verbose=verbose,
-                      on_epoch_end=callback("finetune"))
+        stage = train(
+            model,
+            train_loader,
+            val_loader,
+            make_loss(recipe.finetune_loss),
+            optimizer,
+            recipe.finetune_epochs,
+            scheduler=build_scheduler(recipe, optimizer, recipe.finetune_epochs),
+            device=device,
+            checkpoint_dir=run_dir / "finetune",
+            resume=resume,
+            overwrite=overwrite,
+            seed=seed,
+            amp=amp,
+            channels_last=channels_last,
+            config=dict(config, stage="finetune"),
+            progress=progress,
+            verbose=verbose,
+            on_epoch_end=callback("finetune"),
+        )
         offset = len(history["epoch"])
         history = {k: history[k] + ([e + offset for e in stage[k]] if k == "epoch" else stage[k]) for k in history}
         if max(stage["val_tgs"]) > max(history["val_tgs"][:offset]):

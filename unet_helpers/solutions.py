@@ -3,6 +3,7 @@
 The tests run each through the same check a learner's answer gets, so a check can neither fail a
 right answer nor pass an empty one.
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ Tile offsets are kept on multiples of 2**(levels-1) (16 for the paper): the 2x2
 poolings then see the same grid in every tile as in one big pass, so the stitched
 result equals a whole-image prediction exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,7 +64,9 @@ def predict_tiled(model: UNet, image: torch.Tensor, input_tile: int | None = Non
     grid = 2 ** (levels - 1)
     stride = (out_tile // grid) * grid  # keep every tile on the pooling grid
     if stride == 0:
-        raise ValueError(f"input_tile={input_tile} gives an output tile of {out_tile} pixels, smaller than {grid}; use a larger tile")
+        raise ValueError(
+            f"input_tile={input_tile} gives an output tile of {out_tile} pixels, smaller than {grid}; use a larger tile"
+        )
 
     n_rows, n_cols = math.ceil(max(height - out_tile, 0) / stride) + 1, math.ceil(max(width - out_tile, 0) / stride) + 1
     covered_h, covered_w = (n_rows - 1) * stride + out_tile, (n_cols - 1) * stride + out_tile

@@ -9,6 +9,7 @@ Every option can also come from a JSON or TOML file (--config), with the option 
 last.pt / best.pt (and finetune/), history.json and config.json. Errors in the options, the
 data or the checkpoints print one clear message and exit with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,36 +40,67 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: python -m unet_helpers.train --data data/tgs-salt --recipe medium-strong --out runs/strong",
     )
     g = p.add_argument_group("data")
-    g.add_argument("--data", type=Path, default=Path("data/tgs-salt"),
-                   help="folder in Kaggle's layout (train/images, train/masks, depths.csv, ...); default data/tgs-salt")
-    g.add_argument("--make-standin", action="store_true",
-                   help="if --data holds no data, first write the offline synthetic stand-in there")
-    g.add_argument("--val-fraction", type=float, default=0.2, help="share of tiles held out for validation (default 0.2)")
-    g.add_argument("--test-fraction", type=float, default=0.0,
-                   help="share of tiles held out for neither training nor checkpoint choice, for an honest final "
-                        "score (default 0); the ids of all three parts go to split.json")
+    g.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/tgs-salt"),
+        help="folder in Kaggle's layout (train/images, train/masks, depths.csv, ...); default data/tgs-salt",
+    )
+    g.add_argument(
+        "--make-standin",
+        action="store_true",
+        help="if --data holds no data, first write the offline synthetic stand-in there",
+    )
+    g.add_argument(
+        "--val-fraction", type=float, default=0.2, help="share of tiles held out for validation (default 0.2)"
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="share of tiles held out for neither training nor checkpoint choice, for an honest final "
+        "score (default 0); the ids of all three parts go to split.json",
+    )
     g.add_argument("--limit-train", type=int, default=None, help="use only the first N training tiles (quick runs)")
     g.add_argument("--limit-val", type=int, default=None, help="use only the first N validation tiles (quick runs)")
-    g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes per training process (default 0)")
+    g.add_argument(
+        "--num-workers", type=int, default=0, help="DataLoader worker processes per training process (default 0)"
+    )
 
     g = p.add_argument_group("model and recipe (the recipe sets every value below; an option overrides it)")
-    g.add_argument("--recipe", default="medium-strong", choices=sorted(RECIPES), help="starting recipe (default medium-strong)")
+    g.add_argument(
+        "--recipe", default="medium-strong", choices=sorted(RECIPES), help="starting recipe (default medium-strong)"
+    )
     g.add_argument("--features", type=_int_list, default=None, help="channels per level, e.g. 16,32,64,128")
     g.add_argument("--padding", choices=PADDINGS, default=None, help="'same' or 'valid' (the paper's) convolutions")
-    g.add_argument("--padding-mode", choices=PADDING_MODES, default=None, help="border of same convolutions, e.g. reflect")
-    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm after each convolution")
+    g.add_argument(
+        "--padding-mode", choices=PADDING_MODES, default=None, help="border of same convolutions, e.g. reflect"
+    )
+    g.add_argument(
+        "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm after each convolution"
+    )
     g.add_argument("--size", choices=("pad", "resize", "none"), default=None, help="how tiles reach the network's side")
-    g.add_argument("--side", type=int, default=None,
-                   help="side to pad or resize 101x101 tiles to (default: the smallest the network takes, 104 or 144)")
+    g.add_argument(
+        "--side",
+        type=int,
+        default=None,
+        help="side to pad or resize 101x101 tiles to (default: the smallest the network takes, 104 or 144)",
+    )
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--loss", choices=sorted(LOSSES), default=None, help="training loss")
-    g.add_argument("--optimizer", choices=("adam", "adamw"), default=None, help="adam, or adamw (decoupled weight decay)")
+    g.add_argument(
+        "--optimizer", choices=("adam", "adamw"), default=None, help="adam, or adamw (decoupled weight decay)"
+    )
     g.add_argument("--lr", type=float, default=None, help="learning rate")
     g.add_argument("--weight-decay", type=float, default=None, help="weight decay of the optimizer")
-    g.add_argument("--scheduler", choices=("plateau", "cosine", "none"), default=None,
-                   help="plateau: ReduceLROnPlateau on the validation loss; cosine: cosine annealing")
+    g.add_argument(
+        "--scheduler",
+        choices=("plateau", "cosine", "none"),
+        default=None,
+        help="plateau: ReduceLROnPlateau on the validation loss; cosine: cosine annealing",
+    )
     g.add_argument("--epochs", type=int, default=None, help="epochs of the main stage")
     g.add_argument("--batch-size", type=int, default=None, help="global batch size, split over all processes")
     g.add_argument("--finetune-loss", choices=sorted(LOSSES), default=None, help="loss of the fine-tune stage (lovasz)")
@@ -83,8 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available")
     g.add_argument("--no-amp", action="store_true", help="train in float32 even on a GPU")
     g.add_argument("--no-channels-last", action="store_true", help="keep the default (N, C, H, W) memory format")
-    g.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's choice); 1 lets two runs share 2 cores without slowing each other")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice); 1 lets two runs share 2 cores without slowing each other",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch is still printed)")
     g.add_argument("--config", type=Path, default=None, help="JSON or TOML file with any of these options")
     return p
@@ -94,7 +130,9 @@ def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.replace(" ", "").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, e.g. 16,32,64, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas, e.g. 16,32,64, got {text!r}"
+        ) from None
     if len(values) < 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"need at least 2 positive channel counts, got {text!r}")
     return values
@@ -121,7 +159,9 @@ def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
             raise UsageError(f"config file {path}: unknown option {key!r}; see --help for the names")
         action = known[dest]
         if action.choices is not None and value not in action.choices:
-            raise UsageError(f"config file {path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+            raise UsageError(
+                f"config file {path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}"
+            )
         if dest == "features":
             value = _int_list(",".join(map(str, value)) if isinstance(value, list) else str(value))
         elif action.type is Path and value is not None:
@@ -146,9 +186,25 @@ def recipe_from_args(args: argparse.Namespace):
             model[key] = getattr(args, key)
     if model.get("padding") == "valid":
         model.pop("padding_mode", None)  # valid convolutions have no border to fill
-    overrides = {k: getattr(args, k) for k in ("size", "side", "augment", "loss", "optimizer", "lr", "weight_decay",
-                                               "scheduler", "epochs", "batch_size", "finetune_loss", "finetune_epochs",
-                                               "finetune_lr") if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "size",
+            "side",
+            "augment",
+            "loss",
+            "optimizer",
+            "lr",
+            "weight_decay",
+            "scheduler",
+            "epochs",
+            "batch_size",
+            "finetune_loss",
+            "finetune_epochs",
+            "finetune_lr",
+        )
+        if getattr(args, k) is not None
+    }
     if "side" not in overrides and model != recipe.model:
         overrides["side"] = fitting_side(model)  # another network may need another side
     recipe = dataclasses.replace(recipe, model=model, **overrides)
@@ -157,13 +213,16 @@ def recipe_from_args(args: argparse.Namespace):
     if not 0 < args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if not 0 <= args.test_fraction < 1 - args.val_fraction:
-        raise UsageError(f"--test-fraction must be at least 0 and leave tiles to train on, got {args.test_fraction} "
-                         f"beside --val-fraction {args.val_fraction}")
+        raise UsageError(
+            f"--test-fraction must be at least 0 and leave tiles to train on, got {args.test_fraction} "
+            f"beside --val-fraction {args.val_fraction}"
+        )
     return recipe
 
 
-def split_three_ways(arrays, val_fraction: float, test_fraction: float = 0.0,
-                     seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+def split_three_ways(
+    arrays, val_fraction: float, test_fraction: float = 0.0, seed: int = 0
+) -> tuple[list[str], list[str], list[str]]:
     """Train / validation / held-out ids, each stratified by salt coverage; fractions are shares of all tiles.
 
     The held-out part is split off first, so a run with ``test_fraction=0`` has the same split as before.
@@ -204,16 +263,20 @@ def run(args: argparse.Namespace) -> dict:
     rank, world = rank_and_world()
     out = args.out
     if (out / "last.pt").exists() and not (args.resume or args.overwrite):
-        raise UsageError(f"{out} already holds a run (last.pt); pass --resume to continue it, --overwrite to start "
-                         "again, or choose another --out")
+        raise UsageError(
+            f"{out} already holds a run (last.pt); pass --resume to continue it, --overwrite to start "
+            "again, or choose another --out"
+        )
     if layout_problems(args.data, None, None) and args.make_standin and rank == 0:
         print(f"writing the offline stand-in into {args.data} ...", flush=True)
         make_synthetic_tgs(args.data)
     if world > 1:
         dist.barrier()  # the stand-in is complete before any rank reads it
     if not (args.data / "train" / "images").is_dir():
-        raise UsageError(f"data folder {args.data} holds no train/images; download the data (see data/README.md), "
-                         "point --data at a folder in Kaggle's layout, or add --make-standin for the offline stand-in")
+        raise UsageError(
+            f"data folder {args.data} holds no train/images; download the data (see data/README.md), "
+            "point --data at a folder in Kaggle's layout, or add --make-standin for the offline stand-in"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     arrays = load_tgs_split(args.data)
@@ -226,10 +289,15 @@ def run(args: argparse.Namespace) -> dict:
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "split.json", dict(train=train_ids, val=val_ids, test=test_ids))
-        _write_json(out / "config.json", dict(vars(args), recipe_resolved=recipe.config(), processes=world, device=str(device)))
-        print(f"{recipe.name}: {len(train_ids)} training / {len(val_ids)} validation / {len(test_ids)} held-out tiles "
-              f"({recipe.side}x{recipe.side} inputs), {world} process(es) on "
-              f"{device.type}, global batch {recipe.batch_size}", flush=True)
+        _write_json(
+            out / "config.json", dict(vars(args), recipe_resolved=recipe.config(), processes=world, device=str(device))
+        )
+        print(
+            f"{recipe.name}: {len(train_ids)} training / {len(val_ids)} validation / {len(test_ids)} held-out tiles "
+            f"({recipe.side}x{recipe.side} inputs), {world} process(es) on "
+            f"{device.type}, global batch {recipe.batch_size}",
+            flush=True,
+        )
     histories: dict[str, dict] = {}
 
     def save_history(stage: str, epoch: int, history: dict) -> None:
@@ -237,9 +305,22 @@ def run(args: argparse.Namespace) -> dict:
             histories[stage] = history
             _write_json(out / "history.json", histories)
 
-    _, history = run_recipe(recipe, train_ds, val_ds, out, device, resume=args.resume, overwrite=args.overwrite,
-                            num_workers=args.num_workers, progress=not args.no_progress, seed=args.seed,
-                            amp=not args.no_amp, channels_last=not args.no_channels_last, extra_config=extra, on_epoch_end=save_history)
+    _, history = run_recipe(
+        recipe,
+        train_ds,
+        val_ds,
+        out,
+        device,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+        seed=args.seed,
+        amp=not args.no_amp,
+        channels_last=not args.no_channels_last,
+        extra_config=extra,
+        on_epoch_end=save_history,
+    )
     if rank == 0:
         histories["all"] = history
         _write_json(out / "history.json", histories)

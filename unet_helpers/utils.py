@@ -1,19 +1,28 @@
 """Small helpers every notebook needs: the device, seeding and the fast-mode switch."""
+
 from __future__ import annotations
 
 import os
 import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
 FAST_ENV = "UNET_FAST"
+RUNS_ENV = "UNET_RUNS_DIR"
 
 
 def fast_mode() -> bool:
     """True when ``UNET_FAST=1``: tests shrink data and epochs; unset, notebooks do the real run."""
     return os.environ.get(FAST_ENV, "0").strip().lower() in ("1", "true", "yes")
+
+
+def runs_dir(name: str = "") -> Path:
+    """Where the notebooks keep checkpoints: ``$UNET_RUNS_DIR/name`` (the Colab setup cell sets it, on Google
+    Drive if asked), else ``../runs/name``, the git-ignored ``runs/`` beside ``notebooks/``."""
+    return Path(os.environ.get(RUNS_ENV) or "../runs") / name
 
 
 def get_device() -> torch.device:

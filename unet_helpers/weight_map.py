@@ -7,6 +7,7 @@ border of the nearest and the second-nearest cell. The second term is large only
 the thin background gaps between two touching cells, which forces the network to
 learn those separation lines. The paper uses w0 = 10 and sigma ~ 5 pixels.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """TGS Salt as a PyTorch Dataset (decoded once, padded or resized once), and a stratified split."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,9 +33,17 @@ class TGSSaltDataset(Dataset):
     in {0, 1}; for the test split, ``(image, index)``.
     """
 
-    def __init__(self, source: str | Path | TGSArrays, split: str = "train", ids: list[str] | None = None,
-                 channels: int = 3, depth_channel: bool = False, size: str = "pad", augment: bool = False,
-                 side: int | None = None) -> None:
+    def __init__(
+        self,
+        source: str | Path | TGSArrays,
+        split: str = "train",
+        ids: list[str] | None = None,
+        channels: int = 3,
+        depth_channel: bool = False,
+        size: str = "pad",
+        augment: bool = False,
+        side: int | None = None,
+    ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         if size not in ("pad", "resize", "none"):
@@ -52,7 +61,9 @@ class TGSSaltDataset(Dataset):
         self.flip = v2.RandomHorizontalFlip(p=0.5) if augment else None
         # Padding or resizing is done once here, not per item.
         self.images = self._fit(torch.from_numpy(arrays.images).unsqueeze(1).float().div_(255), "image")
-        self.masks = None if arrays.masks is None else self._fit(torch.from_numpy(arrays.masks).unsqueeze(1).float(), "mask")
+        self.masks = (
+            None if arrays.masks is None else self._fit(torch.from_numpy(arrays.masks).unsqueeze(1).float(), "mask")
+        )
         self.depths = torch.from_numpy(arrays.depths / 1000.0).float()
 
     @property
@@ -72,7 +83,9 @@ class TGSSaltDataset(Dataset):
             return F.pad(x, (before, self.side - SIDE - before) * 2, mode="reflect")
         if self.size == "resize":
             mode = "bilinear" if kind == "image" else "nearest"
-            return F.interpolate(x, size=(self.side, self.side), mode=mode, **({"align_corners": False} if kind == "image" else {}))
+            return F.interpolate(
+                x, size=(self.side, self.side), mode=mode, **({"align_corners": False} if kind == "image" else {})
+            )
         return x
 
     def restore(self, output: torch.Tensor) -> torch.Tensor:
@@ -132,4 +145,3 @@ def stratified_split(ids: list[str], classes, val_fraction: float = 0.2, seed: i
     train_ids = [i for k, i in enumerate(ids) if k not in val]
     val_ids = [i for k, i in enumerate(ids) if k in val]
     return train_ids, val_ids
-

@@ -1,4 +1,5 @@
 """The real data from Kaggle: credentials (file, environment or Colab secrets), download and unpacking."""
+
 from __future__ import annotations
 
 import os
@@ -22,23 +23,29 @@ _CREDENTIALS_HELP = (
 )
 
 
-def _load_colab_secrets() -> None:
-    """On Colab, copy the KAGGLE_USERNAME / KAGGLE_KEY secrets into the environment, if granted."""
+def load_colab_secrets() -> bool:
+    """On Colab, copy the KAGGLE_USERNAME and KAGGLE_KEY secrets into the environment; True when both were there.
+
+    Nothing is set unless both secrets exist and the notebook was allowed to read them.
+    """
     if "google.colab" not in sys.modules:
-        return
+        return False
     try:
         from google.colab import userdata  # type: ignore
 
-        for name in ("KAGGLE_USERNAME", "KAGGLE_KEY"):
-            if not os.environ.get(name):
-                os.environ[name] = userdata.get(name)
-    except Exception:  # secret missing or access not granted: fall back to the other ways
-        pass
+        values = {name: userdata.get(name) for name in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
+    except Exception:  # a secret missing or access not granted: fall back to the other ways
+        return False
+    if not all(values.values()):
+        return False
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+    return True
 
 
 def kaggle_credentials_found() -> bool:
     """True when the kaggle package will find credentials (environment, kaggle.json or Colab secrets)."""
-    _load_colab_secrets()
+    load_colab_secrets()
     if (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or os.environ.get("KAGGLE_API_TOKEN"):
         return True
     folders = [Path(os.environ["KAGGLE_CONFIG_DIR"])] if os.environ.get("KAGGLE_CONFIG_DIR") else []
@@ -96,7 +103,7 @@ def _archive_ok(path: Path) -> bool:
 def _extract_missing(archive: zipfile.ZipFile, target: Path, strip: str = "") -> None:
     """Extract the members whose files do not exist yet (never overwrite)."""
     for member in archive.infolist():
-        name = member.filename[len(strip):] if strip and member.filename.startswith(strip) else member.filename
+        name = member.filename[len(strip) :] if strip and member.filename.startswith(strip) else member.filename
         if member.is_dir() or not name or name.startswith(("__MACOSX", "/")) or ".." in Path(name).parts:
             continue
         out = target / name
@@ -150,4 +157,3 @@ def download_tgs_salt(root: str | Path | None = None, quiet: bool = False) -> Pa
     if problems:
         raise TGSDataError(f"{root} is still incomplete after unpacking {archive.name}: " + "; ".join(problems))
     return root
-

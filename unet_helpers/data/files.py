@@ -12,6 +12,7 @@ Kaggle's layout, which both the real data and the stand-in use::
 
 Nothing here ever overwrites or deletes a file in the data folder (``write_new`` only adds files).
 """
+
 from __future__ import annotations
 
 import csv
@@ -108,14 +109,16 @@ class TGSArrays:
         """Share of salt pixels of each mask, (N,)."""
         return self.masks.reshape(len(self), -1).mean(axis=1)
 
-    def subset(self, ids) -> "TGSArrays":
+    def subset(self, ids) -> TGSArrays:
         """The same arrays restricted to ``ids`` (in that order)."""
         where = {i: k for k, i in enumerate(self.ids)}
         missing = [i for i in ids if i not in where]
         if missing:
             raise TGSDataError(f"ids not in this split: {missing[:5]}")
         index = np.array([where[i] for i in ids], dtype=np.int64)
-        return TGSArrays(list(ids), self.images[index], None if self.masks is None else self.masks[index], self.depths[index])
+        return TGSArrays(
+            list(ids), self.images[index], None if self.masks is None else self.masks[index], self.depths[index]
+        )
 
 
 def load_tgs_split(root: str | Path, split: str = "train", ids: list[str] | None = None) -> TGSArrays:

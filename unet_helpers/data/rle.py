@@ -1,4 +1,5 @@
 """Kaggle's run-length encoding, and submission files written and checked with it."""
+
 from __future__ import annotations
 
 import csv
@@ -76,10 +77,10 @@ def check_submission(path: str | Path, sample_path: str | Path) -> int:
         raise TGSDataError(f"{path}: some ids appear more than once")
     if set(ids) != expected:
         missing, extra = expected - set(ids), set(ids) - expected
-        raise TGSDataError(f"{path}: ids differ from {sample_path}: {len(missing)} missing (e.g. {sorted(missing)[:3]}), "
-                           f"{len(extra)} unknown (e.g. {sorted(extra)[:3]})")
+        raise TGSDataError(
+            f"{path}: ids differ from {sample_path}: {len(missing)} missing (e.g. {sorted(missing)[:3]}), "
+            f"{len(extra)} unknown (e.g. {sorted(extra)[:3]})"
+        )
     for r in rows:
         rle_decode(r["rle_mask"], name=f"{path}: id {r['id']}")
     return len(rows)
-
-

@@ -5,6 +5,7 @@ than Kaggle's 4,000 + 18,000 tiles: every id of ``train.csv`` has an image and a
 id has a depth. A folder that is there but inconsistent (half downloaded, a file missing) is never
 silently replaced: the message says what is wrong and what to do, then what is used instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,8 +54,9 @@ def folder_problems(root: str | Path) -> list[str]:
     for what, have in (("image in train/images", images), ("mask in train/masks", masks)):
         missing = set(train_ids) - have
         if missing:
-            problems.append(f"{len(missing)} of the {len(train_ids)} ids in train.csv have no {what} "
-                            f"(e.g. {_some(missing)})")
+            problems.append(
+                f"{len(missing)} of the {len(train_ids)} ids in train.csv have no {what} (e.g. {_some(missing)})"
+            )
     unlisted = images - set(train_ids)
     if unlisted:
         problems.append(f"{len(unlisted)} images in train/images have no row in train.csv (e.g. {_some(unlisted)})")
@@ -65,7 +67,9 @@ def folder_problems(root: str | Path) -> list[str]:
         sample_ids = {row["id"] for row in read_csv(root / "sample_submission.csv")}
         if test_images and not test_images <= sample_ids:
             extra = test_images - sample_ids
-            problems.append(f"{len(extra)} images in test/images are not in sample_submission.csv (e.g. {_some(extra)})")
+            problems.append(
+                f"{len(extra)} images in test/images are not in sample_submission.csv (e.g. {_some(extra)})"
+            )
     return problems
 
 
@@ -85,8 +89,10 @@ class TGSSource:
                 f"Data: OFFLINE STAND-IN in {self.root} (synthetic seismic tiles in Kaggle's layout); results are on "
                 "synthetic data. For the real TGS Salt data, add Kaggle credentials and accept the rules, see data/README.md."
             )
-        return (f"Data: Kaggle TGS Salt Identification Challenge in {self.root}: {self.n_train:,} of Kaggle's "
-                f"{N_TRAIN:,} training tiles, {self.n_test:,} of its {N_TEST:,} test tiles")
+        return (
+            f"Data: Kaggle TGS Salt Identification Challenge in {self.root}: {self.n_train:,} of Kaggle's "
+            f"{N_TRAIN:,} training tiles, {self.n_test:,} of its {N_TEST:,} test tiles"
+        )
 
 
 def _real(root: Path) -> TGSSource:
@@ -94,7 +100,9 @@ def _real(root: Path) -> TGSSource:
     return TGSSource(root, synthetic=False, n_train=n_train, n_test=len(_ids_of_pngs(root / "test/images")))
 
 
-def get_tgs_salt(root: str | Path | None = None, standin_root: str | Path | None = None, verbose: bool = True) -> TGSSource:
+def get_tgs_salt(
+    root: str | Path | None = None, standin_root: str | Path | None = None, verbose: bool = True
+) -> TGSSource:
     """The data for the notebooks, with a banner saying which (``verbose``):
 
     1. the real data in ``root`` (default ``data/tgs-salt``) when the folder is consistent, whatever its size;
@@ -112,9 +120,12 @@ def get_tgs_salt(root: str | Path | None = None, standin_root: str | Path | None
         source = _real(download_tgs_salt(root))
     else:
         if present:
-            print(f"Warning: {root} is not usable as TGS Salt data, so it is left as it is and not used: "
-                  + "; ".join(problems) + ". Download it again (see data/README.md) or fix these files; "
-                  f"using the offline stand-in in {standin_root} instead.")
+            print(
+                f"Warning: {root} is not usable as TGS Salt data, so it is left as it is and not used: "
+                + "; ".join(problems)
+                + ". Download it again (see data/README.md) or fix these files; "
+                f"using the offline stand-in in {standin_root} instead."
+            )
         if layout_problems(standin_root, N_TRAIN, N_STANDIN_TEST):
             make_synthetic_tgs(standin_root)
         source = TGSSource(standin_root, synthetic=True, n_train=N_TRAIN, n_test=N_STANDIN_TEST)

@@ -1,4 +1,5 @@
 """An offline stand-in for TGS Salt: synthetic seismic tiles written in exactly Kaggle's files and modes."""
+
 from __future__ import annotations
 
 import csv
@@ -113,10 +114,17 @@ def make_synthetic_tgs(root: str | Path, n_train: int = N_TRAIN, n_test: int = 1
         tile_rng = np.random.default_rng([seed, k])  # each tile from its own stream: same files for the same seed
         image, mask = _synthetic_tile(tile_rng, salt=tile_rng.random() < p_salt)
         split = "train" if k < n_train else "test"
-        write_new(root / split / "images" / f"{id_}.png",
-                  lambda p: Image.fromarray(np.repeat(image[..., None], 3, axis=2)).save(p, format="PNG", compress_level=1))
+        write_new(
+            root / split / "images" / f"{id_}.png",
+            lambda p, image=image: Image.fromarray(np.repeat(image[..., None], 3, axis=2)).save(
+                p, format="PNG", compress_level=1
+            ),
+        )
         if split == "train":
-            write_new(root / "train" / "masks" / f"{id_}.png", lambda p: kaggle_mask_png(mask).save(p, format="PNG", compress_level=1))
+            write_new(
+                root / "train" / "masks" / f"{id_}.png",
+                lambda p, mask=mask: kaggle_mask_png(mask).save(p, format="PNG", compress_level=1),
+            )
             rle[id_] = rle_encode(mask)
 
     def write_csv(header, rows):
@@ -125,6 +133,7 @@ def make_synthetic_tgs(root: str | Path, n_train: int = N_TRAIN, n_test: int = 1
                 w = csv.writer(f)
                 w.writerow(header)
                 w.writerows(rows)
+
         return write
 
     write_new(root / "train.csv", write_csv(["id", "rle_mask"], [(i, rle[i]) for i in train_ids]))
