@@ -1,7 +1,8 @@
 """Training and inference speed: our trainer, recipe by recipe, against the earlier project's way, side by side.
 
     python benchmarks/bench_training.py                 # CPU: images/s and peak memory, every recipe against the earlier way
-    python benchmarks/bench_training.py --variants      # what each CPU setting is worth (side, channels_last, bfloat16, compile)
+    python benchmarks/bench_training.py --variants      # what each CPU setting is worth (side, channels_last, bfloat16,
+                                                        # compile, two 1-thread processes)
     python benchmarks/bench_training.py --inference     # milliseconds per 101x101 tile at batch 1 and 64
     python benchmarks/bench_training.py --epoch         # on a GPU: seconds for one epoch of 3,200 images per recipe
 
@@ -124,6 +125,60 @@ def measure_inference(batch: int, side: int, channels_last: bool, device: torch.
     return dict(ms_per_tile=1000 * best, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def _ddp_rank(rank: int, world: int, port: int, way: str, images: int, results) -> None:
+    """One process of a CPU data-parallel run: 1 thread, its share of each global batch of 32 (gloo)."""
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from unet_helpers.recipes import make_loaders
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    recipe = RECIPES[way]
+    arrays = load_tgs_split(get_tgs_salt(verbose=False).root)
+    dataset = TGSSaltDataset(arrays, ids=arrays.ids[:images], side=recipe.side, augment=recipe.augment)
+    loader, _ = make_loaders(recipe, dataset, dataset)
+    torch.manual_seed(0)
+    model = DistributedDataParallel(build_model(recipe).to(memory_format=torch.channels_last))
+    args = (
+        model,
+        loader,
+        make_loss(recipe.loss),
+        build_optimizer(recipe, model),
+        torch.device("cpu"),
+        None,
+        None,
+        True,
+    )
+    train_step(*args)  # warm-up
+    dist.barrier()
+    started = time.perf_counter()
+    loss = train_step(*args)
+    dist.barrier()
+    seconds = time.perf_counter() - started
+    if rank == 0:
+        results.put(dict(way=way, images=images, seconds=seconds, images_per_s=images / seconds, loss=loss,
+                         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))  # fmt: skip
+    dist.destroy_process_group()
+
+
+def measure_training_ddp(way: str, images: int, processes: int, device: torch.device) -> dict:
+    """The same timed epoch with ``processes`` data-parallel CPU processes of 1 thread each (DDP over gloo)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:  # a free port for the processes to meet on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_ddp_rank, args=(processes, port, way, images, results), nprocs=processes)
+    return dict(results.get(), setup_s=0.0, warmup_s=0.0, peak_cuda_mb=0.0)
+
+
 def child(**options) -> dict:
     """Run one measurement in a fresh process and return its result."""
     cmd = [sys.executable, __file__, "--child", json.dumps(options)]
@@ -143,11 +198,8 @@ def main() -> None:
     if args.child:
         options = json.loads(args.child)
         kind = options.pop("kind")
-        result = (
-            measure_inference(device=device, **options)
-            if kind == "inference"
-            else measure_training(device=device, **options)
-        )
+        measure = {"inference": measure_inference, "ddp": measure_training_ddp}.get(kind, measure_training)
+        result = measure(device=device, **options)
         print(json.dumps(result))
         return
     source = get_tgs_salt()  # make sure the data exists before the children start
@@ -158,7 +210,8 @@ def main() -> None:
     )
     if args.inference:
         for channels_last in (False, True):
-            for batch, side in ((1, 104), (64, 104), (1, 128), (64, 128)):
+            side_ = RECIPES["medium-strong"].side  # the smallest side its network takes
+            for batch, side in ((1, side_), (64, side_), (1, 128), (64, 128)):
                 r = child(
                     kind="inference",
                     batch=batch,
@@ -180,9 +233,11 @@ def main() -> None:
         ]
         if args.compile:
             rows.append(("104 padded, channels_last, torch.compile", dict(side=104, channels_last=True, compile_=True)))
+        if device.type == "cpu":
+            rows.append(("104 padded, channels_last, 2 processes x 1 thread (DDP)", dict(kind="ddp", processes=2)))
         base = None
         for label, options in rows:
-            r = child(kind="training", way="medium-reflect", images=images, **options)
+            r = child(**{"kind": "training", **options}, way="medium-reflect", images=images)
             base = base or r
             print(
                 f"medium-reflect {label:52} {r['images_per_s']:6.1f} images/s  ({r['images_per_s'] / base['images_per_s']:.2f}x)"
@@ -201,6 +256,13 @@ def main() -> None:
             f"{r['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {r['peak_rss_mb']:5.0f} MB"
             + (f"  peak CUDA {r['peak_cuda_mb']:5.0f} MB" if r["peak_cuda_mb"] else "")
             + f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x"
+        )
+    if device.type == "cpu":  # the same trainer as two data-parallel 1-thread processes (torchrun --nproc_per_node=2)
+        r = child(kind="ddp", way="medium-reflect", images=images, processes=2)
+        print(
+            f"{'ours: medium-reflect, 2 processes x 1 thread (DDP)':54} {r['images_per_s']:6.1f} images/s  "
+            f"{r['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {r['peak_rss_mb']:5.0f} MB (each)"
+            f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x"
         )
 
 

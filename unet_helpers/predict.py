@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from .data import SIDE, TGSDataError, write_submission
 from .engine import CheckpointError, model_from_checkpoint
@@ -204,11 +205,12 @@ def run(args: argparse.Namespace) -> int:
     for p in paths:
         by_size[tuple(images[p].shape[-2:])].append(p)
     masks: dict[Path, np.ndarray] = {}
-    for group in by_size.values():
-        for start in range(0, len(group), args.batch_size):
-            chunk = group[start : start + args.batch_size]
-            probs = predict_batch(model, torch.stack([images[p] for p in chunk]), recipe, device, tta).numpy()
-            masks.update(zip(chunk, to_masks(probs, threshold, min_area).astype(np.uint8)))
+    chunks = [
+        group[i : i + args.batch_size] for group in by_size.values() for i in range(0, len(group), args.batch_size)
+    ]
+    for chunk in tqdm(chunks, desc="predicting", unit="batch", leave=False, disable=len(chunks) < 4):
+        probs = predict_batch(model, torch.stack([images[p] for p in chunk]), recipe, device, tta).numpy()
+        masks.update(zip(chunk, to_masks(probs, threshold, min_area).astype(np.uint8)))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         for p in paths:
