@@ -67,3 +67,12 @@ def test_data_notebooks_were_run_on_the_real_data_with_fast_mode_off(notebook):
     text = _text_outputs(notebook)
     assert "Data: Kaggle TGS Salt Identification Challenge" in text and "OFFLINE STAND-IN" not in text
     assert "fast mode: True" not in text and "mode: fast" not in text
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_stale_progress_bars(notebook):
+    """tqdm's bars are widgets that close when done: committed, they would show as frozen text or 'Loading widget'."""
+    assert "widgets" not in json.loads(notebook.read_text())["metadata"]
+    for cell in _cells(notebook):
+        for output in cell.get("outputs", []):
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {})
