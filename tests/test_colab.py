@@ -127,7 +127,10 @@ def colab_env(tmp_path, monkeypatch):
     monkeypatch.setattr(colab, "DRIVE_RUNS", content / "drive" / "MyDrive" / "unet-tgs-salt" / "runs")
     monkeypatch.chdir(content)
     for key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "UNET_RUNS_DIR"):
-        monkeypatch.delenv(key, raising=False)
+        # setenv first, so that monkeypatch records the variable and removes whatever the setup cell sets there:
+        # fake credentials left behind would make the notebooks under test try to download from Kaggle.
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
 
     def install(secrets=None, gpu=None):
         fake = FakeColab(secrets or {}, content / "drive")
