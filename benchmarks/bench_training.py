@@ -12,6 +12,9 @@ engine's train_step. The earlier project's way: every item decodes its PNGs with
 transforms (resize to 104), batch 40, its ~500k-parameter reflect-padded U-Net, Adam, BCE, the
 default memory format. Every measurement runs in its own process, one after the other, so that
 its peak memory (max RSS, and CUDA's max allocated) is its own and nothing else shares the CPU.
+On a CPU each recipe is measured twice: in one process with all threads, and as two data-parallel
+1-thread processes, which is what `python -m unet_helpers.train` does there by itself for networks
+without batch norm (--processes auto). Figures vary by 10-20% between runs; --images 1280 steadies them.
 """
 
 from __future__ import annotations
@@ -139,7 +142,9 @@ def _ddp_rank(rank: int, world: int, port: int, way: str, images: int, results) 
     dist.init_process_group("gloo", rank=rank, world_size=world)
     recipe = RECIPES[way]
     arrays = load_tgs_split(get_tgs_salt(verbose=False).root)
-    dataset = TGSSaltDataset(arrays, ids=arrays.ids[:images], side=recipe.side, augment=recipe.augment)
+    dataset = TGSSaltDataset(
+        arrays, ids=arrays.ids[:images], size=recipe.size, side=recipe.side, augment=recipe.augment
+    )
     loader, _ = make_loaders(recipe, dataset, dataset)
     torch.manual_seed(0)
     model = DistributedDataParallel(build_model(recipe).to(memory_format=torch.channels_last))
@@ -246,24 +251,22 @@ def main() -> None:
         return
     earlier = child(kind="training", way="earlier", images=images)
     print(
-        f"{'earlier project (PNG per item, PIL, 104, batch 40)':54} {earlier['images_per_s']:6.1f} images/s  "
+        f"{'earlier project (PNG per item, PIL, 104, batch 40)':64} {earlier['images_per_s']:6.1f} images/s  "
         f"{earlier['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {earlier['peak_rss_mb']:5.0f} MB"
     )
+    ways = [("1 process", dict(kind="training"))]
+    if device.type == "cpu":  # what `python -m unet_helpers.train` does here by itself (--processes auto)
+        ways.append(("2 processes x 1 thread (DDP)", dict(kind="ddp", processes=2)))
     for name in RECIPES:
-        r = child(kind="training", way=name, images=images)
-        print(
-            f"{'ours: ' + name + f' ({RECIPES[name].side}x{RECIPES[name].side})':54} {r['images_per_s']:6.1f} images/s  "
-            f"{r['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {r['peak_rss_mb']:5.0f} MB"
-            + (f"  peak CUDA {r['peak_cuda_mb']:5.0f} MB" if r["peak_cuda_mb"] else "")
-            + f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x"
-        )
-    if device.type == "cpu":  # the same trainer as two data-parallel 1-thread processes (torchrun --nproc_per_node=2)
-        r = child(kind="ddp", way="medium-reflect", images=images, processes=2)
-        print(
-            f"{'ours: medium-reflect, 2 processes x 1 thread (DDP)':54} {r['images_per_s']:6.1f} images/s  "
-            f"{r['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {r['peak_rss_mb']:5.0f} MB (each)"
-            f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x"
-        )
+        for label, options in ways:
+            r = child(**options, way=name, images=images)
+            print(
+                f"{'ours: ' + name + f' ({RECIPES[name].side}x{RECIPES[name].side}), ' + label:64} "
+                f"{r['images_per_s']:6.1f} images/s  {r['seconds'] * 3200 / images:6.1f} s per 3,200  "
+                f"peak RSS {r['peak_rss_mb']:5.0f} MB{' (each)' if options['kind'] == 'ddp' else ''}"
+                + (f"  peak CUDA {r['peak_cuda_mb']:5.0f} MB" if r["peak_cuda_mb"] else "")
+                + f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ TINY = [
     "--no-progress",
     "--device",
     "cpu",
+    "--processes",
+    "1",  # in this process: the tests below start torchrun themselves where they want several
 ]
 
 
@@ -220,6 +222,59 @@ def test_two_processes_give_the_loss_curve_of_one(tiny_root, tmp_path):
     assert a["val_tgs"] == b["val_tgs"]
 
 
+def test_a_finished_run_gets_a_fine_tune_stage_without_training_its_main_stage_again(tiny_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out)] + TINY) == 0  # no fine-tune stage
+    main_stage, before = (out / "last.pt").stat().st_mtime_ns, history(out)
+    lovasz = ["--finetune-loss", "lovasz", "--finetune-lr", "0.001", "--finetune-epochs", "2", "--resume"]
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out)] + TINY + lovasz) == 0
+    after = history(out)
+    assert (out / "last.pt").stat().st_mtime_ns == main_stage  # the main stage was loaded, not trained again
+    assert after["epoch"] == [1, 2, 3, 4, 5] and after["train_loss"][:3] == before["train_loss"]
+    # a change to the main stage itself is still refused: its settings are in its checkpoint
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out), "--resume"] + TINY + ["--lr", "0.02"]) == 2
+    assert "differs in: lr" in capsys.readouterr().err
+
+
+def _auto_args(*extra):
+    return train_cli.parse_args(["--recipe", "small-same", *extra])
+
+
+def test_processes_auto_is_two_on_a_cpu_with_two_cores_and_one_elsewhere(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(train_cli.sys, "platform", "linux")
+    monkeypatch.setattr(train_cli.torch.cuda, "is_available", lambda: False)
+    for cores, expected in ((1, 1), (2, 2), (16, 2)):
+        monkeypatch.setattr(train_cli, "_usable_cores", lambda cores=cores: cores)
+        assert train_cli.planned_processes(_auto_args()) == expected, cores
+    assert train_cli.planned_processes(_auto_args("--threads", "1")) == 1  # the user shares out the cores
+    assert train_cli.planned_processes(_auto_args("--batch-size", "15")) == 1  # 15 tiles do not split in two
+    # batch norm over half a batch per process would change the training (SyncBatchNorm needs CUDA)
+    assert train_cli.planned_processes(train_cli.parse_args(["--recipe", "medium-strong"])) == 1
+    assert train_cli.planned_processes(_auto_args("--batch-norm")) == 1
+    assert train_cli.planned_processes(_auto_args("--processes", "3")) == 3
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a process that torchrun started never starts more
+    assert train_cli.planned_processes(_auto_args("--processes", "3")) == 1
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(train_cli.torch.cuda, "is_available", lambda: True)
+    assert train_cli.planned_processes(_auto_args()) == 1  # a GPU: one process, torchrun for several
+    with pytest.raises(train_cli.UsageError, match="torchrun"):
+        train_cli.planned_processes(_auto_args("--processes", "2"))
+    monkeypatch.setattr(train_cli.sys, "platform", "win32")
+    assert train_cli.planned_processes(_auto_args("--device", "cpu")) == 1
+
+
+def test_processes_2_trains_under_torchrun_like_one_process(tiny_root, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(one)] + TINY) == 0
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(two)] + TINY + ["--processes", "2"]) == 0
+    assert json.loads((two / "config.json").read_text())["processes"] == 2
+    a, b = history(one), history(two)
+    assert close(a["train_loss"], b["train_loss"]) and a["val_tgs"] == b["val_tgs"]
+    # a usage error is found before any process starts: exit status 2, nothing launched
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(two)] + TINY + ["--processes", "2"]) == 2
+
+
 def test_resume_across_a_change_in_the_number_of_processes(tiny_root, tmp_path, monkeypatch):
     whole, moved = whole_and_interrupted(tiny_root, tmp_path, 1, monkeypatch)
     result = torchrun(["--data", str(tiny_root), "--out", str(moved), "--resume"] + TINY)  # 1 process -> 2
@@ -255,6 +310,8 @@ def checkpoints(tiny_root, tmp_path_factory):
         "--no-progress",
         "--device",
         "cpu",
+        "--processes",
+        "1",
     ]
     assert train_cli.main(quick + ["--out", str(runs / "same")]) == 0
     assert train_cli.main(quick + ["--out", str(runs / "valid"), "--padding", "valid", "--side", "144"]) == 0

@@ -280,3 +280,15 @@ def test_bfloat16_only_on_gpus_built_for_it(monkeypatch, capability, expected):
     assert amp_dtype_for(torch.device("cuda")) == expected
     assert amp_dtype_for(torch.device("cuda"), amp=False) is None
     assert amp_dtype_for(torch.device("cpu")) is None
+
+
+def test_a_main_stage_saved_with_fine_tune_settings_still_resumes(tiny_data, tmp_path):
+    """Main-stage checkpoints used to carry the fine-tune settings; they never affected it, so they are ignored."""
+    model, optimizer, _ = make_run()
+    old = {"lr": 0.01, "finetune_epochs": 15}
+    run = dict(checkpoint_dir=tmp_path, progress=False, verbose=False)
+    train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, config=old, **run)
+    history = train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 2, config={"lr": 0.01}, resume=True, **run)
+    assert history["epoch"] == [1, 2]
+    with pytest.raises(CheckpointError, match="differs in: lr"):
+        train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 3, config={"lr": 0.02}, resume=True, **run)

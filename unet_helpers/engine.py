@@ -348,8 +348,12 @@ def load_checkpoint(
             f"{path} was saved for UNet({_fmt(saved_model_config)}) but the model is UNet({_fmt(model.config())}); "
             "build the model from the checkpoint's 'model_config' or use a matching checkpoint"
         )
-    if config is not None and checkpoint.get("config") not in (None, config):
-        changed = {k for k in set(config) | set(checkpoint["config"]) if config.get(k) != checkpoint["config"].get(k)}
+    saved_config = checkpoint.get("config")
+    if config is not None and saved_config is not None:
+        # Main stages saved before their configs left out the fine-tune settings (which they never used) still resume.
+        saved_config = {k: v for k, v in saved_config.items() if k in config or not k.startswith("finetune_")}
+    if config is not None and saved_config not in (None, config):
+        changed = {k for k in set(config) | set(saved_config) if config.get(k) != saved_config.get(k)}
         raise CheckpointError(
             f"{path} belongs to a run with another configuration (differs in: {', '.join(sorted(changed))}); "
             "resume with the same settings, or start a new run in another folder"

@@ -4,6 +4,10 @@
     python -m unet_helpers.train --config my_run.toml --epochs 60
     torchrun --nproc_per_node=4 -m unet_helpers.train --data data/tgs-salt --out runs/strong
 
+On a CPU with 2 or more cores it trains a network without batch norm as two data-parallel processes
+by itself (--processes auto), which is faster there than one process with every thread; --processes 1
+keeps it in one process.
+
 Every option can also come from a JSON or TOML file (--config), with the option names as keys
 (dashes or underscores); options given on the command line win. The output folder receives
 last.pt / best.pt (and finetune/), history.json and config.json. Errors in the options, the
@@ -16,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -121,9 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="CPU threads for torch (default: torch's choice); 1 lets two runs share 2 cores without slowing each other",
     )
+    g.add_argument(
+        "--processes",
+        type=_processes,
+        default="auto",
+        help="training processes on a CPU, 'auto' or a number (default auto: 2 on a CPU with 2 or more cores, each "
+        "with half of them, for networks without batch norm: two data-parallel processes train faster there than "
+        "one with every thread); under torchrun, torchrun decides",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch is still printed)")
     g.add_argument("--config", type=Path, default=None, help="JSON or TOML file with any of these options")
     return p
+
+
+def _processes(text: str) -> str | int:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -257,10 +278,56 @@ def _write_json(path: Path, value) -> None:
     tmp.replace(path)
 
 
-def run(args: argparse.Namespace) -> dict:
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def planned_processes(args: argparse.Namespace) -> int:
+    """How many training processes this command starts: 1 means it trains in this process.
+
+    ``--processes auto`` chooses 2 on a CPU with 2 or more cores. There, two data-parallel
+    processes with half of the threads each train faster than one process with all of them
+    (benchmarks/bench_training.py: 1.2x for medium-reflect on 2 cores), and with the same global
+    batch they train the same network (notebook 06). It keeps 1 for a network with batch norm:
+    on a CPU each process would normalise over its half of the batch (SyncBatchNorm needs CUDA),
+    which changes the training, and the larger network gains nothing there anyway. It keeps 1 on
+    a GPU, when ``--threads`` is given (the user is sharing out the cores), on Windows, and inside
+    processes that torchrun started.
+    """
+    if "WORLD_SIZE" in os.environ:  # started by torchrun (or by --processes): the number is decided
+        return 1
+    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    if args.processes != "auto":
+        if args.processes > 1 and not on_cpu:
+            raise UsageError(
+                "--processes starts processes on the CPU; for several GPUs use "
+                "torchrun --nproc_per_node=N -m unet_helpers.train ..."
+            )
+        return args.processes
     recipe = recipe_from_args(args)
-    device = _setup_distributed(args)
-    rank, world = rank_and_world()
+    splits = recipe.batch_size % 2 == 0 and not recipe.model.get("batch_norm")
+    if on_cpu and _usable_cores() >= 2 and splits and args.threads is None and sys.platform != "win32":
+        return 2
+    return 1
+
+
+def launch_processes(args: argparse.Namespace, argv: list[str], processes: int) -> int:
+    """Run this same command as ``processes`` data-parallel CPU processes under torchrun; its exit status."""
+    prepare(args)  # usage errors and the stand-in, once, before any process starts
+    threads = max(1, _usable_cores() // processes)
+    print(
+        f"training with {processes} data-parallel processes x {threads} thread(s) on the CPU "
+        "(--processes 1 trains in one process)",
+        flush=True,
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    command += ["-m", "unet_helpers.train", *argv]
+    return subprocess.run(command, env=dict(os.environ, OMP_NUM_THREADS=str(threads))).returncode
+
+
+def prepare(args: argparse.Namespace, rank: int = 0, world: int = 1):
+    """Check the command before any training (exit status 2 on a problem); write the stand-in if asked. The recipe."""
+    recipe = recipe_from_args(args)
     out = args.out
     if (out / "last.pt").exists() and not (args.resume or args.overwrite):
         raise UsageError(
@@ -277,6 +344,15 @@ def run(args: argparse.Namespace) -> dict:
             f"data folder {args.data} holds no train/images; download the data (see data/README.md), "
             "point --data at a folder in Kaggle's layout, or add --make-standin for the offline stand-in"
         )
+    return recipe
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train in this process (one of several under torchrun); the joined history of both stages."""
+    device = _setup_distributed(args)
+    rank, world = rank_and_world()
+    recipe = prepare(args, rank, world)
+    out = args.out
     if args.threads:
         torch.set_num_threads(args.threads)
     arrays = load_tgs_split(args.data)
@@ -332,6 +408,9 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)  # argparse itself exits with status 2 on an unknown option or value
+        processes = planned_processes(args)
+        if processes > 1:
+            return launch_processes(args, sys.argv[1:] if argv is None else argv, processes)
         run(args)
     except (UsageError, TGSDataError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
