@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_loader import PerItemPNGDataset  # noqa: E402
 
 from unet_helpers.data import TGSSaltDataset, get_tgs_salt, load_tgs_split  # noqa: E402
-from unet_helpers.engine import amp_dtype_for, train_step  # noqa: E402
+from unet_helpers.engine import amp_dtype_for, keep_freed_memory, train_step  # noqa: E402
 from unet_helpers.losses import BCEWithLogitsLoss, make_loss  # noqa: E402
 from unet_helpers.models import UNet  # noqa: E402
 from unet_helpers.recipes import RECIPES, build_model, build_optimizer  # noqa: E402
@@ -51,11 +51,14 @@ def measure_training(
     channels_last: bool = True,
     bf16: bool = False,
     compile_: bool = False,
+    keep_memory: bool = True,
 ) -> dict:
     """One timed epoch of ``images`` images (after a warm-up epoch); ``way`` is a recipe name or "earlier"."""
     root = get_tgs_salt(verbose=False).root
     torch.manual_seed(0)
     started = time.perf_counter()
+    if keep_memory and device.type == "cpu":
+        keep_freed_memory()  # as the trainer does on a Linux CPU
     if way == "earlier":
         model = UNet(**EARLIER_NET).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
@@ -109,8 +112,12 @@ def measure_training(
 
 
 @torch.no_grad()
-def measure_inference(batch: int, side: int, channels_last: bool, device: torch.device, repeats: int) -> dict:
+def measure_inference(
+    batch: int, side: int, channels_last: bool, device: torch.device, repeats: int, keep_memory: bool = True
+) -> dict:
     """Milliseconds per tile for medium-strong's network (eval mode) at one batch size."""
+    if keep_memory and device.type == "cpu":
+        keep_freed_memory()
     model = build_model(RECIPES["medium-strong"]).to(device).eval()
     x = torch.rand(batch, 3, side, side, device=device)
     if channels_last:
@@ -139,6 +146,7 @@ def _ddp_rank(rank: int, world: int, port: int, way: str, images: int, results) 
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    keep_freed_memory()
     dist.init_process_group("gloo", rank=rank, world_size=world)
     recipe = RECIPES[way]
     arrays = load_tgs_split(get_tgs_salt(verbose=False).root)
@@ -214,26 +222,30 @@ def main() -> None:
         f"({'stand-in' if source.synthetic else 'real'})"
     )
     if args.inference:
-        for channels_last in (False, True):
-            side_ = RECIPES["medium-strong"].side  # the smallest side its network takes
+        side_ = RECIPES["medium-strong"].side  # the smallest side its network takes
+        settings = [(False, True), (True, False), (True, True)]  # (channels_last, keep_memory)
+        for channels_last, keep_memory in settings if device.type == "cpu" else [(False, False), (True, False)]:
             for batch, side in ((1, side_), (64, side_), (1, 128), (64, 128)):
                 r = child(
                     kind="inference",
                     batch=batch,
                     side=side,
                     channels_last=channels_last,
+                    keep_memory=keep_memory,
                     repeats=40 if batch == 1 else 2,
                 )
                 print(
                     f"inference medium-strong {side}x{side} batch {batch:3d} "
-                    f"{'channels_last' if channels_last else 'NCHW         '}  {r['ms_per_tile']:6.2f} ms per tile"
+                    f"{'channels_last' if channels_last else 'NCHW         '} "
+                    f"{'freed memory kept' if keep_memory else 'malloc defaults '}  {r['ms_per_tile']:6.2f} ms per tile"
                 )
         return
     if args.variants:
         rows = [
-            ("128 padded, NCHW, float32 (the trainer before)", dict(side=128, channels_last=False)),
-            ("104 padded, NCHW, float32", dict(side=104, channels_last=False)),
-            ("104 padded, channels_last, float32 (ours)", dict(side=104, channels_last=True)),
+            ("128 padded, NCHW, float32 (the trainer before)", dict(side=128, channels_last=False, keep_memory=False)),
+            ("104 padded, NCHW, float32", dict(side=104, channels_last=False, keep_memory=False)),
+            ("104 padded, channels_last, float32", dict(side=104, channels_last=True, keep_memory=False)),
+            ("104 padded, channels_last, float32, freed memory kept (ours)", dict(side=104, channels_last=True)),
             ("104 padded, channels_last, bfloat16 autocast", dict(side=104, channels_last=True, bf16=True)),
         ]
         if args.compile:
@@ -245,15 +257,22 @@ def main() -> None:
             r = child(**{"kind": "training", **options}, way="medium-reflect", images=images)
             base = base or r
             print(
-                f"medium-reflect {label:52} {r['images_per_s']:6.1f} images/s  ({r['images_per_s'] / base['images_per_s']:.2f}x)"
+                f"medium-reflect {label:62} {r['images_per_s']:6.1f} images/s  ({r['images_per_s'] / base['images_per_s']:.2f}x)"
                 f"  loss after 2 epochs {r['loss']:.4f}  warm-up {r['warmup_s']:.0f} s"
             )
         return
-    earlier = child(kind="training", way="earlier", images=images)
+    earlier = child(kind="training", way="earlier", images=images, keep_memory=False)
     print(
         f"{'earlier project (PNG per item, PIL, 104, batch 40)':64} {earlier['images_per_s']:6.1f} images/s  "
         f"{earlier['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {earlier['peak_rss_mb']:5.0f} MB"
     )
+    if device.type == "cpu":  # for reference only: what our allocator setting alone would give the earlier way
+        r = child(kind="training", way="earlier", images=images)
+        print(
+            f"{'  (the same with freed memory kept, for reference)':64} {r['images_per_s']:6.1f} images/s  "
+            f"{r['seconds'] * 3200 / images:6.1f} s per 3,200  peak RSS {r['peak_rss_mb']:5.0f} MB"
+            f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x"
+        )
     ways = [("1 process", dict(kind="training"))]
     if device.type == "cpu":  # what `python -m unet_helpers.train` does here by itself (--processes auto)
         ways.append(("2 processes x 1 thread (DDP)", dict(kind="ddp", processes=2)))

@@ -1,11 +1,23 @@
 """The training engine on a tiny stand-in: learning, checkpoints, resume, clear errors."""
 
+import platform
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from unet_helpers import engine
 from unet_helpers.data import TGSSaltDataset, make_synthetic_tgs
-from unet_helpers.engine import CheckpointError, amp_dtype_for, eval_step, load_checkpoint, predict, train, train_step
+from unet_helpers.engine import (
+    CheckpointError,
+    amp_dtype_for,
+    eval_step,
+    keep_freed_memory,
+    load_checkpoint,
+    predict,
+    train,
+    train_step,
+)
 from unet_helpers.losses import BCEDiceLoss
 from unet_helpers.models import UNet
 
@@ -280,6 +292,22 @@ def test_bfloat16_only_on_gpus_built_for_it(monkeypatch, capability, expected):
     assert amp_dtype_for(torch.device("cuda")) == expected
     assert amp_dtype_for(torch.device("cuda"), amp=False) is None
     assert amp_dtype_for(torch.device("cpu")) is None
+
+
+def test_freed_memory_is_kept_on_a_linux_cpu_unless_turned_off(tiny_data, monkeypatch):
+    # glibc answers 1 to each mallopt() setting it accepts; elsewhere nothing is called and the answer is False.
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is on_glibc
+    with monkeypatch.context() as m:
+        m.setattr(platform, "system", lambda: "Darwin")
+        assert keep_freed_memory() is False
+    calls = []
+    monkeypatch.setattr(engine, "keep_freed_memory", lambda: calls.append("called") or True)
+    for keep_memory in (False, True):
+        model, optimizer, _ = make_run()
+        train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, epochs=1, device="cpu", keep_memory=keep_memory,
+              progress=False, verbose=False)  # fmt: skip
+    assert calls == ["called"]  # once, for keep_memory=True
 
 
 def test_a_main_stage_saved_with_fine_tune_settings_still_resumes(tiny_data, tmp_path):

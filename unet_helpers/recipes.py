@@ -182,6 +182,7 @@ def run_recipe(
     seed: int = 0,
     amp: bool = True,
     channels_last: bool = True,
+    keep_memory: bool = True,
     extra_config: dict | None = None,
     on_epoch_end: Callable[[str, int, dict], None] | None = None,
 ) -> tuple[torch.nn.Module, dict]:
@@ -227,6 +228,7 @@ def run_recipe(
         seed=seed,
         amp=amp,
         channels_last=channels_last,
+        keep_memory=keep_memory,
         config=main_config,
         progress=progress,
         verbose=verbose,
@@ -250,6 +252,7 @@ def run_recipe(
             seed=seed,
             amp=amp,
             channels_last=channels_last,
+            keep_memory=keep_memory,
             config=dict(config, stage="finetune"),
             progress=progress,
             verbose=verbose,

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-amp", action="store_true", help="train in float32 even on a GPU")
     g.add_argument("--no-channels-last", action="store_true", help="keep the default (N, C, H, W) memory format")
     g.add_argument(
+        "--no-keep-memory",
+        action="store_true",
+        help="on a Linux CPU, leave the C allocator's defaults (by default it keeps freed memory for the next step)",
+    )
+    g.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -394,6 +399,7 @@ def run(args: argparse.Namespace) -> dict:
         seed=args.seed,
         amp=not args.no_amp,
         channels_last=not args.no_channels_last,
+        keep_memory=not args.no_keep_memory,
         extra_config=extra,
         on_epoch_end=save_history,
     )
