@@ -93,6 +93,17 @@ def test_each_recipe_trains_on_the_smallest_side_its_network_takes():
     assert train_cli.recipe_from_args(args).side == 112  # another network gets its own side
 
 
+def test_strong_augmentation_is_off_in_every_recipe_and_one_flag_turns_it_on(tiny_root):
+    assert not any(r.strong_augment for r in recipes.RECIPES.values())
+    assert train_cli.recipe_from_args(train_cli.parse_args(["--strong-augment"])).strong_augment
+    args = train_cli.parse_args(["--strong-augment", "--size", "resize", "--side", "208"])
+    recipe = train_cli.recipe_from_args(args)
+    arrays = load_tgs_split(tiny_root)
+    train_ds, val_ds = recipes.make_datasets(recipe, arrays, arrays.ids[:8], arrays.ids[8:12])
+    assert train_ds.side == val_ds.side == 208
+    assert train_ds.transform is not None and val_ds.transform is None  # validation tiles are never augmented
+
+
 def test_three_way_split_is_disjoint_stratified_and_keeps_the_two_way_split(tiny_root):
     arrays = load_tgs_split(tiny_root)
     train, val, test = train_cli.split_three_ways(arrays, 0.2, 0.2, seed=0)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from unet_helpers import data
 from unet_helpers.data import (
+    TGSArrays,
     TGSDataError,
     TGSSaltDataset,
     coverage_class,
@@ -195,6 +196,30 @@ def test_flips_apply_identically_to_image_and_mask(standin):
         seen_flip |= flipped
         seen_plain |= not flipped
     assert seen_flip and seen_plain
+
+
+def test_strong_augmentation_zooms_and_jitters_with_the_mask_following_the_image(standin):
+    """The zoom moves image and mask alike; the jitter changes the image only; masks stay 0/1."""
+    arrays = load_tgs_split(standin, "train")
+    partial = [i for i, c in zip(arrays.ids, arrays.coverage) if 0.2 < c < 0.8][:4]
+    tiles = arrays.subset(partial)
+    # An image that *is* its mask (salt white, the rest black), so alignment can be read off the pixels.
+    tiles = TGSArrays(tiles.ids, tiles.masks.astype(np.uint8) * 255, tiles.masks, tiles.depths)
+    ds = TGSSaltDataset(tiles, channels=1, size="pad", augment=True, strong_augment=True)
+    plain = TGSSaltDataset(tiles, channels=1, size="pad")
+    torch.manual_seed(0)
+    beyond_flips = 0
+    for _ in range(10):
+        for index in range(len(ds)):
+            image, mask = ds[index]
+            assert image.shape == mask.shape == (1, ds.side, ds.side)
+            assert set(mask.unique().tolist()) <= {0.0, 1.0}
+            assert 0.0 <= image.min() and image.max() <= 1.0
+            agree = ((image > image.mean()) == (mask > 0.5)).float().mean()
+            assert agree > 0.97, f"image and mask drifted apart ({agree:.1%} of pixels agree)"
+            original = plain[index][0]
+            beyond_flips += not (torch.equal(image, original) or torch.equal(image, original.flip(-1)))
+    assert beyond_flips > 20  # zoom or jitter, each half of the time: about 3 draws in 4
 
 
 def test_test_split_returns_images_and_indices(standin):

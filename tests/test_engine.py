@@ -320,3 +320,39 @@ def test_a_main_stage_saved_with_fine_tune_settings_still_resumes(tiny_data, tmp
     assert history["epoch"] == [1, 2]
     with pytest.raises(CheckpointError, match="differs in: lr"):
         train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 3, config={"lr": 0.02}, resume=True, **run)
+
+
+def test_random_state_restores_from_a_checkpoint_mapped_onto_a_gpu():
+    """On a GPU, checkpoints load with map_location="cuda", which moves the saved random-number states there too.
+
+    torch only takes CPU byte tensors back; a resume on a GPU once failed with "RNG state must be a
+    torch.ByteTensor". Here the tensors stand in for GPU ones: usable only after ``.cpu()``.
+    """
+
+    class OnGpu:
+        def __init__(self, tensor):
+            self.tensor = tensor
+
+        def cpu(self):
+            return self.tensor
+
+    torch.manual_seed(7)
+    state = engine._rng_state()
+    expected = torch.rand(3)
+    mapped = dict(state, torch=OnGpu(state["torch"]), numpy=dict(state["numpy"], keys=OnGpu(state["numpy"]["keys"])))
+    torch.manual_seed(0)
+    engine._set_rng_state(mapped)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_run_saved_before_an_option_existed_resumes_with_it_off(tiny_data, tmp_path):
+    """Checkpoints written before strong_augment existed resume with it off, and are refused with it on."""
+    model, optimizer, _ = make_run()
+    run = dict(checkpoint_dir=tmp_path, progress=False, verbose=False)
+    train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 1, config={"lr": 0.01}, **run)
+    history = train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 2, resume=True,
+                    config={"lr": 0.01, "strong_augment": False}, **run)  # fmt: skip
+    assert history["epoch"] == [1, 2]
+    with pytest.raises(CheckpointError, match="differs in: strong_augment"):
+        train(model, *loaders(tiny_data), BCEDiceLoss(), optimizer, 3, resume=True,
+              config={"lr": 0.01, "strong_augment": True}, **run)  # fmt: skip

@@ -327,11 +327,12 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    # A checkpoint loaded with map_location="cuda" holds these tensors on the GPU; RNG states must be CPU byte tensors.
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(("MT19937", n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
 
 
@@ -385,6 +386,8 @@ def load_checkpoint(
     if config is not None and saved_config is not None:
         # Main stages saved before their configs left out the fine-tune settings (which they never used) still resume.
         saved_config = {k: v for k, v in saved_config.items() if k in config or not k.startswith("finetune_")}
+        # Options added since the checkpoint was written were off then: a new option left off still resumes it.
+        saved_config = {**{k: False for k, v in config.items() if v is False and k not in saved_config}, **saved_config}
     if config is not None and saved_config not in (None, config):
         changed = {k for k in set(config) | set(saved_config) if config.get(k) != saved_config.get(k)}
         raise CheckpointError(

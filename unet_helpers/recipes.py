@@ -30,6 +30,7 @@ class Recipe:
     size: str = "pad"  # TGSSaltDataset size strategy
     side: int = 104  # padded side: the smallest the network takes (see fitting_side)
     augment: bool = False  # random horizontal flips
+    strong_augment: bool = False  # also random zoom-in crops and brightness/contrast jitter
     loss: str = "bce"
     optimizer: str = "adam"  # "adam" or "adamw"
     lr: float = 1e-4
@@ -100,6 +101,10 @@ RECIPES: dict[str, Recipe] = {
         # unseen tiles, no better than these 15: the fine-tune is not what limits this network.
         finetune_epochs=15,
         finetune_lr=3e-4,
+        # Trained again on one H200 GPU (same split and seed), held-out tgs_score on the 300 unseen tiles: this recipe
+        # 0.747; with strong_augment and 100 + 20 epochs 0.755; inputs resized to 208x208 0.746, with strong_augment
+        # and 100 + 20 epochs 0.761; the average of eight such networks' probabilities 0.769. All stay within the
+        # noise of these 300 tiles (about 0.03) of this recipe's 0.753, so it is kept as it is.
     ),
 }
 
@@ -131,7 +136,7 @@ def make_datasets(recipe: Recipe, arrays, train_ids, val_ids) -> tuple[TGSSaltDa
     """Training (with the recipe's augmentation) and validation datasets from decoded arrays."""
     options = dict(channels=recipe.model.get("in_channels", 3), size=recipe.size, side=recipe.side)
     return (
-        TGSSaltDataset(arrays, ids=train_ids, augment=recipe.augment, **options),
+        TGSSaltDataset(arrays, ids=train_ids, augment=recipe.augment, strong_augment=recipe.strong_augment, **options),
         TGSSaltDataset(arrays, ids=val_ids, **options),
     )
 

@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="side to pad or resize 101x101 tiles to (default: the smallest the network takes, 104 or 144)",
     )
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
+    g.add_argument(
+        "--strong-augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also random zoom-in crops and brightness/contrast jitter",
+    )
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--loss", choices=sorted(LOSSES), default=None, help="training loss")
@@ -218,6 +224,7 @@ def recipe_from_args(args: argparse.Namespace):
             "size",
             "side",
             "augment",
+            "strong_augment",
             "loss",
             "optimizer",
             "lr",

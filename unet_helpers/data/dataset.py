@@ -28,6 +28,10 @@ class TGSSaltDataset(Dataset):
         side: the side to pad or resize to, instead of 104 (e.g. 144 for a valid-padding
             U-Net whose output must still cover the whole 101x101 tile).
         augment: random horizontal flips, applied identically to image and mask.
+        strong_augment: also, each half of the time, a random zoom-in (a crop of 50-100% of the area,
+            resized back to the side; the mask follows with nearest-neighbour) and a brightness and
+            contrast jitter of up to 20% (the image only). Seismic tiles are never flipped upside down:
+            depth has a direction.
 
     Items: ``(image, mask)`` with image (C, S, S) float32 in [0, 1] and mask (1, S, S) float32
     in {0, 1}; for the test split, ``(image, index)``.
@@ -43,6 +47,7 @@ class TGSSaltDataset(Dataset):
         size: str = "pad",
         augment: bool = False,
         side: int | None = None,
+        strong_augment: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -58,7 +63,13 @@ class TGSSaltDataset(Dataset):
             arrays = arrays.subset(ids)
         self.arrays, self.ids = arrays, arrays.ids
         self.channels, self.depth_channel, self.size = channels, depth_channel, size
-        self.flip = v2.RandomHorizontalFlip(p=0.5) if augment else None
+        steps = [v2.RandomHorizontalFlip(p=0.5)] if augment else []
+        if strong_augment:
+            steps += [
+                v2.RandomApply([v2.RandomResizedCrop(self._side, scale=(0.5, 1.0), ratio=(0.8, 1.25))], p=0.5),
+                v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.5),
+            ]
+        self.transform = v2.Compose(steps) if steps else None
         # Padding or resizing is done once here, not per item.
         self.images = self._fit(torch.from_numpy(arrays.images).unsqueeze(1).float().div_(255), "image")
         self.masks = (
@@ -118,8 +129,8 @@ class TGSSaltDataset(Dataset):
         if self.masks is None:
             return image.contiguous(), index
         mask = self.masks[index]
-        if self.flip is not None:
-            image, mask = self.flip(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        if self.transform is not None:
+            image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
             image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
         return image.contiguous(), mask
 
