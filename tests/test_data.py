@@ -17,6 +17,7 @@ from unet_helpers.data import (
     TGSDataError,
     TGSSaltDataset,
     coverage_class,
+    is_column_mask,
     layout_problems,
     load_tgs_split,
     make_synthetic_tgs,
@@ -478,3 +479,13 @@ def test_submission_round_trip_and_checks(standin, tmp_path):
     (tmp_path / "bad.csv").write_text("id,rle_mask\n" + "\n".join(f"{i},1 99999" for i in test_ids))
     with pytest.raises(TGSDataError, match="past the 101x101"):
         data.check_submission(tmp_path / "bad.csv", standin / "sample_submission.csv")
+
+
+def test_column_masks_are_full_height_bands_and_nothing_else():
+    masks = np.zeros((5, 101, 101), dtype=np.uint8)
+    masks[1, :, 30:60] = 1  # one band, top to bottom
+    masks[2, :, :10] = masks[2, :, 90:] = 1  # two bands
+    masks[3, :, 30:60] = 1
+    masks[3, 0, 70] = 1  # one stray pixel: not a band
+    masks[4, 50:, :] = 1  # salt below a horizontal line: the usual shape, not a band
+    assert is_column_mask(masks).tolist() == [False, True, True, False, False]  # an empty mask is no band either

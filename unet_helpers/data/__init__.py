@@ -10,7 +10,7 @@
 Everything is importable from ``unet_helpers.data`` directly.
 """
 
-from .dataset import TGSSaltDataset, coverage_class, stratified_split
+from .dataset import TGSSaltDataset, coverage_class, is_column_mask, stratified_split
 from .download import COMPETITION, RULES_URL, download_tgs_salt, kaggle_credentials_found
 from .files import (
     N_TEST,
@@ -48,6 +48,7 @@ __all__ = [
     "download_tgs_salt",
     "folder_problems",
     "get_tgs_salt",
+    "is_column_mask",
     "kaggle_credentials_found",
     "kaggle_mask_png",
     "layout_problems",

@@ -140,6 +140,18 @@ def coverage_class(coverage: np.ndarray) -> np.ndarray:
     return np.ceil(np.asarray(coverage) * 10).astype(int)
 
 
+def is_column_mask(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) masks -> (N,) True where a mask holds salt and every column is all salt or none.
+
+    Such masks are bands with straight vertical sides from the top of the tile to the bottom; about 3% of
+    the TGS training masks look like this (notebook 05), and no seismic boundary in their images explains them.
+    """
+    masks = np.asarray(masks) > 0
+    per_column = masks.sum(axis=1)  # (N, W): salt pixels in each column
+    full_or_empty = (per_column == 0) | (per_column == masks.shape[1])
+    return full_or_empty.all(axis=1) & masks.any(axis=(1, 2))
+
+
 def stratified_split(ids: list[str], classes, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
     """Seeded train/validation split with the same share of every class on both sides (80/20 by default)."""
     if not 0 < val_fraction < 1:
