@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from unet_helpers import predict as predict_cli
 from unet_helpers import pretrained
@@ -231,6 +232,11 @@ def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, 
     model, loaded = pretrained.load_pretrained("small-same")
     assert loaded == json.loads((tmp_path / "weights" / "small-same.json").read_text())
     assert torch.allclose(model.head.weight, state["head.weight"].float())
+    # The command line never replaces a shipped model without --overwrite.
+    before = (tmp_path / "weights" / "small-same.pt").read_bytes()
+    export_args = ["export", "--run", str(run), "--data", str(tiny_root), "--name", "small-same"]
+    assert pretrained.main([*export_args, "--out-dir", str(tmp_path / "weights")]) == 2
+    assert (tmp_path / "weights" / "small-same.pt").read_bytes() == before
 
 
 def test_example_tiles_are_unseen_held_out_first_and_spread_from_empty_to_full(tiny_root):
@@ -258,14 +264,20 @@ def test_show_examples_draws_the_truth_beside_the_prediction_and_says_when_tiles
     assert "small-same on 5 synthetic tiles" in out and "These tiles are synthetic" in out
 
 
-def test_predict_examples_writes_a_figure_and_never_overwrites_one(tiny_root, tmp_path, capsys):
+def test_predict_examples_can_run_twice_but_never_replaces_a_file_it_did_not_draw(tiny_root, tmp_path, capsys):
     figure = tmp_path / "look.png"
     args = ["--pretrained", "small-same", "--examples", "4", "--data", str(tiny_root), "--figure", str(figure)]
     assert predict_cli.main(args) == 0
     assert figure.stat().st_size > 10_000 and "tgs_score" in capsys.readouterr().out
+    # The README's flow runs the quick start twice (before and after getting the data): the figure is redrawn.
+    assert predict_cli.main(args) == 0 and f"replaced {figure}" in capsys.readouterr().out
+    assert Image.open(figure).info["Software"] == predict_cli.FIGURE_TAG
+    # A file of the user's at that path is left alone, unless --overwrite says otherwise.
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(figure)
     before = figure.read_bytes()
-    assert predict_cli.main(args) == 2 and "already exists" in capsys.readouterr().err
+    assert predict_cli.main(args) == 2 and "was not drawn by this command" in capsys.readouterr().err
     assert figure.read_bytes() == before
+    assert predict_cli.main(args + ["--overwrite"]) == 0 and figure.read_bytes() != before
     assert predict_cli.main(["--checkpoint", "x.pt", "--examples", "4"]) == 2
     assert "--examples shows a shipped model" in capsys.readouterr().err
     assert predict_cli.main(["--pretrained", "small-same", "--images", str(tiny_root / "test/images")]) == 2

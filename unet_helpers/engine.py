@@ -459,6 +459,7 @@ def train(
     verbose: bool = True,
     precise_bn_batches: int = 20,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    stage: str = "",
 ) -> dict[str, list]:
     """Train for ``epochs`` epochs and return the history (one list entry per epoch for HISTORY_KEYS).
 
@@ -476,6 +477,7 @@ def train(
         precise_bn_batches: after each epoch, recompute BatchNorm statistics over this many training
             batches (see ``recalibrate_batch_norm``); 0 keeps the moving averages.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch's checkpoint.
+        stage: the name of this stage of a longer schedule ("main", "fine-tune"), in front of each epoch line.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     rank, world = rank_and_world()
@@ -515,7 +517,11 @@ def train(
         dist.barrier()  # every rank has read the old checkpoint before rank 0 writes a new one
 
     bar = tqdm(
-        range(start_epoch, epochs + 1), desc="epochs", disable=not progress, initial=start_epoch - 1, total=epochs
+        range(start_epoch, epochs + 1),
+        desc=f"{stage} epochs" if stage else "epochs",
+        disable=not progress,
+        initial=start_epoch - 1,
+        total=epochs,
     )
     for epoch in bar:
         started = time.perf_counter()
@@ -571,7 +577,7 @@ def train(
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val['loss']:.3f}", tgs=f"{val['tgs']:.3f}")
         if verbose:
             tqdm.write(
-                f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+                f"{stage + ' ' if stage else ''}epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
                 f"val tgs {val['tgs']:.4f}  iou {val['iou']:.4f}  lr {lr:.2e}  {row['seconds']:.1f}s"
                 + ("  *best" if improved else "")
             )

@@ -112,18 +112,44 @@ def draw_unet(
     return ax
 
 
-def overlay(image, mask, color=(1.0, 0.2, 0.2), alpha: float = 0.4) -> np.ndarray:
-    """An RGB picture of a grey (H, W) image with a binary mask tinted on top."""
+def display_range(image) -> tuple[float, float]:
+    """The grey values that black and white stand for: the whole 0..255 of an 8-bit tile, so that tiles
+    (and a tile and its overlay) are drawn with one scale; 0..1 for floats within it; else the tile's own range."""
     img = _as_2d(image)
-    img = (img - img.min()) / (np.ptp(img) + 1e-8)
+    if np.issubdtype(img.dtype, np.integer):
+        return 0.0, float(np.iinfo(img.dtype).max)
+    if img.size and img.min() >= 0 and img.max() <= 1:
+        return 0.0, 1.0
+    return float(img.min()), float(img.max()) if img.max() > img.min() else float(img.min()) + 1.0
+
+
+def overlay(image, mask, color=(1.0, 0.2, 0.2), alpha: float = 0.4, value_range=None) -> np.ndarray:
+    """An RGB picture of a grey (H, W) image with a binary mask tinted on top.
+
+    The grey values are drawn on ``value_range`` (default ``display_range(image)``), the scale ``show_tiles``
+    draws the image itself with, so the overlay has the image's contrast.
+    """
+    img = _as_2d(image).astype(np.float32)
+    low, high = value_range or display_range(image)
+    img = np.clip((img - low) / (high - low), 0, 1)
     rgb = np.repeat(img[..., None], 3, axis=2)
     m = _as_2d(mask).astype(bool)
     rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color)
     return rgb
 
 
-def show_tiles(images, masks, titles: Sequence[str] | None = None, predictions=None, size: float = 1.6) -> plt.Figure:
-    """A grid with one column per tile: image, true mask, overlay (and prediction, if given)."""
+def show_tiles(
+    images,
+    masks,
+    titles: Sequence[str] | None = None,
+    predictions=None,
+    size: float = 1.6,
+    suptitle: str | None = None,
+) -> plt.Figure:
+    """A grid with one column per tile: image, true mask, overlay (and prediction, if given).
+
+    Each image and its overlay are drawn on one grey scale (``display_range``: 0..255 for 8-bit tiles).
+    """
     rows = [("image", images, "gray"), ("mask", masks, "gray")]
     if predictions is not None:
         rows.append(("prediction", predictions, "gray"))
@@ -131,16 +157,19 @@ def show_tiles(images, masks, titles: Sequence[str] | None = None, predictions=N
     fig, axes = plt.subplots(len(rows) + 1, n, figsize=(size * n, size * (len(rows) + 1)), squeeze=False)
     for r, (label, items, cmap) in enumerate(rows):
         for c in range(n):
-            axes[r, c].imshow(_as_2d(items[c]), cmap=cmap, vmin=0, vmax=None if label == "image" else 1)
+            low, high = display_range(items[c]) if label == "image" else (0, 1)
+            axes[r, c].imshow(_as_2d(items[c]), cmap=cmap, vmin=low, vmax=high)
         axes[r, 0].set_ylabel(label, fontsize=8)
     last = predictions if predictions is not None else masks
     for c in range(n):
-        axes[-1, c].imshow(overlay(images[c], last[c]))
+        axes[-1, c].imshow(overlay(images[c], last[c], value_range=display_range(images[c])))
         if titles is not None:
             axes[0, c].set_title(titles[c], fontsize=7)
     axes[-1, 0].set_ylabel("overlay", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig
 

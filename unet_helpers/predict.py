@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from .data import SIDE, TGSDataError, write_submission
+from .data.images import read_grey
 from .engine import CheckpointError, keep_freed_memory, model_from_checkpoint
 from .postprocess import to_masks
 from .pretrained import available_pretrained, load_pretrained, show_examples
@@ -59,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "drawn beside their truth in --figure",
     )
     p.add_argument("--data", type=Path, default=None, help="data folder for --examples (default data/tgs-salt)")
-    p.add_argument("--figure", type=Path, help="with --examples: the PNG to draw them in (default examples.png)")
+    p.add_argument(
+        "--figure",
+        type=Path,
+        help="with --examples: the PNG to draw them in (default examples.png; an earlier run's figure is replaced)",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--out", type=Path, help="folder for the predicted masks, one PNG (0/255) per image, same names")
     out.add_argument("--submission", type=Path, help="write a Kaggle submission CSV (id = file name without suffix)")
@@ -81,9 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="average with the prediction of the mirrored image (default: the card's for --pretrained, else off)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="images of the same size predicted together (default 64)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="images of the same size predicted together (default 64)"
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--overwrite", action="store_true", help="replace mask files or a submission that already exist")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace mask files or a submission that already exist, or a --figure that this command did not draw "
+        "(a figure drawn by an earlier --examples run is replaced without it)",
+    )
     return p
 
 
@@ -92,13 +104,29 @@ class UsageError(Exception):
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """A grey image as (1, H, W) float in [0, 1], as the training data."""
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise UsageError(f"{path} cannot be read as an image ({err})") from None
-    return torch.from_numpy(array)[None]
+    """A grey image as (1, H, W) float in [0, 1], read exactly as the training tiles are.
+
+    Every image mode is scaled to the 8-bit grey values the network trained on (a 16-bit image is
+    divided by 257, not clipped at 255); a mode that has no grey value is refused, naming the file
+    (see ``unet_helpers.data.images``).
+    """
+    return torch.from_numpy(read_grey(path).astype(np.float32) / 255.0)[None]
+
+
+def read_images(paths: list[Path]) -> dict[Path, torch.Tensor]:
+    """Every image of ``paths``; the files that cannot be used are all reported in one error."""
+    images, problems = {}, []
+    for p in tqdm(paths, desc="reading", unit="image", leave=False, disable=len(paths) < 500):
+        try:
+            images[p] = read_image(p)
+        except TGSDataError as err:
+            problems.append(str(err))
+    if problems:
+        shown = "\n  - ".join(problems[:5]) + (f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise UsageError(
+            f"{len(problems)} of the {len(paths)} images cannot be used, so nothing was written:\n  - {shown}"
+        )
+    return images
 
 
 @torch.no_grad()
@@ -149,39 +177,115 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.n
     return model.to(device).eval(), checkpoint.get("config") or {}, dict(threshold=0.5, min_area=0, tta=False)
 
 
+FIGURE_TAG = "unet_helpers.predict --examples"  # written into the PNGs of --figure, so a rerun may replace them
+
+
+def _written_by_us(path: Path) -> bool:
+    """True when ``path`` is a figure that an earlier ``--examples`` run wrote (its PNG carries our tag)."""
+    try:
+        with Image.open(path) as img:
+            return img.info.get("Software") == FIGURE_TAG
+    except OSError:
+        return False
+
+
 def run_examples(args: argparse.Namespace) -> int:
     """--examples N: the quick look at a shipped model, as ``pretrained.show_examples`` draws it."""
     if args.pretrained is None:
         raise UsageError("--examples shows a shipped model: pass --pretrained NAME (see --help for the names)")
     if args.examples < 1:
         raise UsageError(f"--examples must be at least 1, got {args.examples}")
+    ignored = [
+        name
+        for name, value in (
+            ("--out", args.out),
+            ("--submission", args.submission),
+            ("--threshold", args.threshold),
+            ("--min-area", args.min_area),
+            ("--tta/--no-tta", args.tta),
+            ("--batch-size", args.batch_size),
+        )
+        if value is not None
+    ]
+    if ignored:
+        raise UsageError(
+            f"{', '.join(ignored)} do(es) not apply to --examples, which draws a figure with the card's post-processing; "
+            "leave it out, or predict a folder with --images"
+        )
+    if args.data is not None and not args.data.is_dir():
+        raise UsageError(f"--data {args.data} is not a folder; point it at the TGS Salt data, or leave it out")
     figure_path = args.figure or Path("examples.png")
-    if figure_path.exists() and not args.overwrite:
-        raise UsageError(f"{figure_path} already exists; pass --overwrite to replace it, or choose another --figure")
+    if figure_path.suffix.lower() != ".png":
+        raise UsageError(f"--figure must name a .png file, got {figure_path}")
+    if figure_path.is_dir():
+        raise UsageError(f"--figure {figure_path} is a folder; name a .png file")
+    replacing = figure_path.exists()
+    if replacing and not args.overwrite and not _written_by_us(figure_path):
+        raise UsageError(
+            f"{figure_path} already exists and was not drawn by this command, so it is left alone; "
+            "pass --overwrite to replace it, or choose another --figure"
+        )
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no GPU is visible; use --device cpu")
     import matplotlib
 
     matplotlib.use("Agg")  # a file, no window
-    figure, _ = show_examples(args.pretrained, args.examples, data=args.data)
+    device = get_device() if args.device == "auto" else torch.device(args.device)
+    figure, _ = show_examples(args.pretrained, args.examples, data=args.data, device=device)
     figure_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(figure_path, dpi=80)
-    print(f"wrote {figure_path}: image, true mask, predicted mask and overlay of each tile")
+    figure.savefig(figure_path, dpi=100, metadata={"Software": FIGURE_TAG})
+    print(
+        f"{'replaced' if replacing else 'wrote'} {figure_path}: image, true mask, predicted mask and overlay of each tile"
+    )
     return 0
+
+
+def _check_folder_options(args: argparse.Namespace) -> list[Path]:
+    """The checks of a folder prediction that need no model; the image paths, in order."""
+    for name, value in (("--figure", args.figure), ("--data", args.data)):
+        if value is not None:
+            raise UsageError(f"{name} goes with --examples; a folder prediction writes --out or --submission")
+    if args.out is None and args.submission is None:
+        raise UsageError("pass --out DIR (mask PNGs) or --submission FILE (a Kaggle CSV)")
+    if not args.images.is_dir():
+        what = "is a file, not a folder" if args.images.exists() else "does not exist"
+        raise UsageError(f"image folder {args.images} {what}; --images takes a folder of images")
+    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise UsageError(f"{args.images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    stems: dict[str, list[str]] = defaultdict(list)
+    for p in paths:
+        stems[p.stem].append(p.name)
+    shared = [names for names in stems.values() if len(names) > 1]
+    if shared:
+        raise UsageError(
+            f"{len(shared)} names are used by more than one image (e.g. {' and '.join(shared[0])}), and each mask "
+            "(or submission row) is named after its image; rename or move one of each"
+        )
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.min_area is not None and args.min_area < 0:
+        raise UsageError(f"--min-area must be 0 or more, got {args.min_area}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out {args.out} is a file; name a folder for the masks")
+        if args.out.resolve() == args.images.resolve():
+            raise UsageError(
+                f"--out {args.out} is the image folder itself: the masks would replace the images of the same name; "
+                "choose another --out"
+            )
+    if args.submission is not None and args.submission.is_dir():
+        raise UsageError(f"--submission {args.submission} is a folder; name a .csv file")
+    return paths
 
 
 def run(args: argparse.Namespace) -> int:
     if args.examples is not None:
         return run_examples(args)
-    if args.out is None and args.submission is None:
-        raise UsageError("pass --out DIR (mask PNGs) or --submission FILE (a Kaggle CSV)")
-    if not args.images.is_dir():
-        raise UsageError(f"image folder {args.images} does not exist")
-    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise UsageError(f"{args.images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.min_area is not None and args.min_area < 0 or args.batch_size < 1:
-        raise UsageError("--min-area must be 0 or more and --batch-size at least 1")
+    paths = _check_folder_options(args)
+    batch_size = args.batch_size or 64
     if args.submission is not None and args.submission.exists() and not args.overwrite:
         raise UsageError(f"{args.submission} already exists; pass --overwrite to replace it")
     if args.out is not None and not args.overwrite:
@@ -197,19 +301,17 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         keep_freed_memory()  # batch 64 then costs 5.7 ms per tile on 2 cores, not 9.3 (bench_training.py --inference)
 
+    images = read_images(paths)  # every unusable image is reported before the model is loaded
     model, recipe, defaults = _load_model(args, device)
     model = model.to(memory_format=torch.channels_last)
     threshold = defaults["threshold"] if args.threshold is None else args.threshold
     min_area = defaults["min_area"] if args.min_area is None else args.min_area
     tta = defaults["tta"] if args.tta is None else args.tta
-    images = {p: read_image(p) for p in paths}
     by_size = defaultdict(list)  # one batch holds images of one size
     for p in paths:
         by_size[tuple(images[p].shape[-2:])].append(p)
     masks: dict[Path, np.ndarray] = {}
-    chunks = [
-        group[i : i + args.batch_size] for group in by_size.values() for i in range(0, len(group), args.batch_size)
-    ]
+    chunks = [group[i : i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
     for chunk in tqdm(chunks, desc="predicting", unit="batch", leave=False, disable=len(chunks) < 4):
         probs = predict_batch(model, torch.stack([images[p] for p in chunk]), recipe, device, tta).numpy()
         masks.update(zip(chunk, to_masks(probs, threshold, min_area).astype(np.uint8)))
@@ -231,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except (UsageError, CheckpointError, TGSDataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a folder that cannot be written, a full disk: one line, not a traceback
+        print(
+            f"error: {err.strerror or err} ({err.filename or 'a file'}); check the path and its permissions",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -12,7 +12,7 @@ history, the best validation tgs_score, the post-processing chosen on the valida
 The cards are written from a finished training run (``python -m unet_helpers.train ...
 --test-fraction 0.1``) by::
 
-    python -m unet_helpers.pretrained export --run runs/real/medium-strong --data data/tgs-salt
+    python -m unet_helpers.pretrained export --run runs/real/medium-strong --data data/tgs-salt --overwrite
 """
 
 from __future__ import annotations
@@ -147,12 +147,15 @@ def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: st
     masks = to_masks(probs, post["threshold"], post["min_area"])
     per_tile = tgs_score_per_image(masks, tiles.masks)
     titles = [f"{c:.0%} salt, score {s:.2f}" for c, s in zip(tiles.coverage, per_tile)]
-    figure = show_tiles(tiles.images, tiles.masks, titles=titles, predictions=masks)
     scores = score_tiles(probs, tiles.masks, post["threshold"], post["min_area"])
-    print(
-        f"{name} on {len(tiles)} {'synthetic' if source.synthetic else 'real'} tiles it never trained on: "
-        f"tgs_score {scores['tgs']:.3f} (predicting no salt anywhere: {scores['empty_baseline']:.3f})"
-    )
+    result = f"tgs_score {scores['tgs']:.3f} (predicting no salt anywhere: {scores['empty_baseline']:.3f})"
+    kind = "synthetic" if source.synthetic else "real"
+    # The figure may travel without the terminal's words, so its title names the model and says what the tiles are.
+    suptitle = f"{name} on {len(tiles)} {'SYNTHETIC stand-in' if source.synthetic else 'real TGS Salt'} tiles it never trained on: {result}"
+    if source.synthetic:
+        suptitle += "\nnot real data: the model learned real seismic tiles and finds little salt in synthetic ones"
+    figure = show_tiles(tiles.images, tiles.masks, titles=titles, predictions=masks, suptitle=suptitle)
+    print(f"{name} on {len(tiles)} {kind} tiles it never trained on: {result}")
     if source.synthetic:
         print(
             "These tiles are synthetic. The shipped models learned real seismic images and find little salt in the "
@@ -182,14 +185,23 @@ def export(
     name: str | None = None,
     out_dir: Path = WEIGHTS_DIR,
     device_note: str | None = None,
+    overwrite: bool = True,
 ) -> dict:
-    """Write ``out_dir/<name>.pt`` (float16 weights) and ``<name>.json`` (the card) from a finished run."""
+    """Write ``out_dir/<name>.pt`` (float16 weights) and ``<name>.json`` (the card) from a finished run.
+
+    With ``overwrite=False`` (the command line's default) an existing model of that name is refused, not replaced.
+    """
     run, data = Path(run), Path(data)
     config = json.loads((run / "config.json").read_text())
     split = json.loads((run / "split.json").read_text())
     histories = json.loads((run / "history.json").read_text())
     recipe = config["recipe_resolved"]
     name = name or recipe["name"]
+    existing = [p for p in (Path(out_dir) / f"{name}.pt", Path(out_dir) / f"{name}.json") if p.exists()]
+    if existing and not overwrite:
+        raise ValueError(
+            f"{existing[0]} already exists; pass --overwrite to replace the model {name!r}, or choose --name or --out-dir"
+        )
     path, checkpoint = _best_checkpoint(run)
     model = UNet(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
@@ -292,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--name", default=None, help="name of the shipped model (default: the recipe's)")
     ex.add_argument("--out-dir", type=Path, default=WEIGHTS_DIR)
     ex.add_argument("--device-note", default=None, help="what trained it, for the card (e.g. '2-core Xeon CPU')")
+    ex.add_argument("--overwrite", action="store_true", help="replace a model of the same name in --out-dir")
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
-            card = export(args.run, args.data, args.name, args.out_dir, args.device_note)
+            card = export(args.run, args.data, args.name, args.out_dir, args.device_note, overwrite=args.overwrite)
             print(card["summary"])
         else:
             for name in available_pretrained():
@@ -304,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name:16} {card['parameters']:>9,} parameters  held-out tgs_score {card['held_out']['tgs']:.3f}"
                     f"  ({card['held_out']['tiles']} tiles, empty baseline {card['held_out']['empty_baseline']:.3f})"
                 )
-    except (CheckpointError, ValueError, FileNotFoundError) as err:
+    except (CheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -45,6 +45,22 @@ class Recipe:
     def config(self) -> dict:
         return asdict(self)
 
+    @property
+    def has_finetune(self) -> bool:
+        return bool(self.finetune_loss) and self.finetune_epochs > 0
+
+    def schedule(self) -> str:
+        """The training stages in one line, e.g. for the first lines a run prints."""
+        main = f"{self.epochs} epoch{'s' * (self.epochs != 1)} of {self.loss} ({self.optimizer}, lr {self.lr:g}, {self.scheduler})"
+        if not self.has_finetune:
+            return f"1 stage: {main}"
+        total = self.epochs + self.finetune_epochs
+        return (
+            f"2 stages, {total} epochs: main stage {main}, then fine-tune stage {self.finetune_epochs} "
+            f"epoch{'s' * (self.finetune_epochs != 1)} of {self.finetune_loss} (lr {self.finetune_lr:g}) from the "
+            "main stage's best weights"
+        )
+
     def scaled(self, epochs: int, finetune_epochs: int | None = None) -> Recipe:
         """The same recipe with fewer (or more) epochs, e.g. for fast mode."""
         return replace(
@@ -220,6 +236,9 @@ def run_recipe(
         return None if on_epoch_end is None else (lambda epoch, history: on_epoch_end(stage, epoch, history))
 
     optimizer = build_optimizer(recipe, model)
+    two_stages = recipe.has_finetune
+    if verbose and rank == 0 and two_stages:
+        print(f"main stage: {recipe.epochs} epoch{'s' * (recipe.epochs != 1)} of {recipe.loss}", flush=True)
     history = train(
         model,
         train_loader,
@@ -240,9 +259,17 @@ def run_recipe(
         progress=progress,
         verbose=verbose,
         on_epoch_end=callback("main"),
+        stage="main" if two_stages else "",
     )
     load_checkpoint(run_dir / "best.pt", unwrap(model))
-    if recipe.finetune_loss and recipe.finetune_epochs > 0:
+    if two_stages:
+        if verbose and rank == 0:
+            print(
+                f"fine-tune stage: {recipe.finetune_epochs} epoch{'s' * (recipe.finetune_epochs != 1)} of "
+                f"{recipe.finetune_loss}, "
+                "from the main stage's best weights",
+                flush=True,
+            )
         optimizer = build_optimizer(recipe, model, lr=recipe.finetune_lr)
         stage = train(
             model,
@@ -264,6 +291,7 @@ def run_recipe(
             progress=progress,
             verbose=verbose,
             on_epoch_end=callback("finetune"),
+            stage="fine-tune",
         )
         offset = len(history["epoch"])
         history = {k: history[k] + ([e + offset for e in stage[k]] if k == "epoch" else stage[k]) for k in history}

@@ -20,18 +20,23 @@ import argparse
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from .data import TGSDataError, coverage_class, layout_problems, load_tgs_split, make_synthetic_tgs, stratified_split
+from .data.files import get_data_hint
 from .engine import CheckpointError, rank_and_world
 from .losses import LOSSES
 from .models import PADDING_MODES, PADDINGS
-from .recipes import RECIPES, fitting_side, make_datasets, run_recipe
+from .recipes import RECIPES, build_model, fitting_side, make_datasets, run_recipe
 
 
 class UsageError(Exception):
@@ -112,10 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="plateau: ReduceLROnPlateau on the validation loss; cosine: cosine annealing",
     )
-    g.add_argument("--epochs", type=int, default=None, help="epochs of the main stage")
+    g.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of the main stage; a recipe's fine-tune stage is scaled with it unless --finetune-epochs is "
+        "given (medium-strong is 50 + 15: --epochs 10 trains 10 + 3, --epochs 1 trains 1 + 0)",
+    )
     g.add_argument("--batch-size", type=int, default=None, help="global batch size, split over all processes")
     g.add_argument("--finetune-loss", choices=sorted(LOSSES), default=None, help="loss of the fine-tune stage (lovasz)")
-    g.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the fine-tune stage (0: none)")
+    g.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=None,
+        help="epochs of the fine-tune stage, whatever --epochs is (0: none; default: the recipe's, scaled with --epochs)",
+    )
     g.add_argument("--finetune-lr", type=float, default=None, help="learning rate of the fine-tune stage")
     g.add_argument("--seed", type=int, default=0, help="seed of the split, the shuffles and the initial weights")
 
@@ -176,30 +192,56 @@ def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
         raise UsageError(f"config file {path} does not exist")
     try:
         if path.suffix == ".toml":
-            import tomllib  # Python 3.11+
-
+            try:
+                import tomllib  # Python 3.11+
+            except ImportError:
+                raise UsageError(f"config file {path}: TOML needs Python 3.11 or newer; write it as JSON") from None
             values = tomllib.loads(path.read_text())
         else:
             values = json.loads(path.read_text())
-    except Exception as err:
+    except (ValueError, OSError) as err:  # JSON and TOML syntax errors are ValueErrors
         raise UsageError(f"config file {path} cannot be parsed: {err}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"config file {path} must hold option names and values, got a {type(values).__name__}")
     known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     out = {}
     for key, value in values.items():
         dest = key.replace("-", "_")
         if dest not in known:
             raise UsageError(f"config file {path}: unknown option {key!r}; see --help for the names")
-        action = known[dest]
-        if action.choices is not None and value not in action.choices:
-            raise UsageError(
-                f"config file {path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}"
-            )
-        if dest == "features":
-            value = _int_list(",".join(map(str, value)) if isinstance(value, list) else str(value))
-        elif action.type is Path and value is not None:
-            value = Path(value)
-        out[dest] = value
+        try:
+            out[dest] = _config_value(known[dest], value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+            raise UsageError(f"config file {path}: {key}: {err}") from None
     return out
+
+
+def _config_value(action: argparse.Action, value):
+    """A value of a config file, checked as the command line would check it: never silently converted."""
+    if value is None:
+        return None
+    flag = action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction)
+    if flag:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+    if action.dest == "features":
+        return _int_list(",".join(map(str, value)) if isinstance(value, list) else str(value))
+    if action.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"expected a whole number, got {value!r}")
+    if action.type is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise TypeError(f"expected a number, got {value!r}")
+    if action.type is float:
+        return float(value)
+    if action.type is Path:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a path as text, got {value!r}")
+        return Path(value)
+    if callable(action.type) and action.type not in (int, str):
+        return action.type(str(value))
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -240,9 +282,33 @@ def recipe_from_args(args: argparse.Namespace):
     }
     if "side" not in overrides and model != recipe.model:
         overrides["side"] = fitting_side(model)  # another network may need another side
+    if "epochs" in overrides and "finetune_epochs" not in overrides and recipe.finetune_loss and recipe.epochs:
+        # --epochs scales the whole schedule: the fine-tune stage keeps its share (50 + 15 -> 10 + 3, 1 + 0).
+        overrides["finetune_epochs"] = int(args.epochs * recipe.finetune_epochs / recipe.epochs + 0.5)
     recipe = dataclasses.replace(recipe, model=model, **overrides)
-    if recipe.epochs < 1 or recipe.batch_size < 1:
-        raise UsageError("--epochs and --batch-size must be at least 1")
+    check_numbers(args, recipe)
+    return recipe
+
+
+def check_numbers(args: argparse.Namespace, recipe) -> None:
+    """Every number the user can give, in its range: nothing is silently clipped, rounded or ignored."""
+    at_least = [
+        ("--epochs", recipe.epochs, 1),
+        ("--batch-size", recipe.batch_size, 1),
+        ("--finetune-epochs", recipe.finetune_epochs, 0),
+        ("--limit-train", args.limit_train, 1),
+        ("--limit-val", args.limit_val, 1),
+        ("--num-workers", args.num_workers, 0),
+        ("--threads", args.threads, 1),
+    ]
+    for name, value, low in at_least:
+        if value is not None and value < low:
+            raise UsageError(f"{name} must be at least {low}, got {value}")
+    for name, value in (("--lr", recipe.lr), ("--finetune-lr", recipe.finetune_lr)):
+        if not value > 0:
+            raise UsageError(f"{name} must be above 0, got {value}")
+    if recipe.weight_decay < 0:
+        raise UsageError(f"--weight-decay must be 0 or more, got {recipe.weight_decay}")
     if not 0 < args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if not 0 <= args.test_fraction < 1 - args.val_fraction:
@@ -250,7 +316,24 @@ def recipe_from_args(args: argparse.Namespace):
             f"--test-fraction must be at least 0 and leave tiles to train on, got {args.test_fraction} "
             f"beside --val-fraction {args.val_fraction}"
         )
-    return recipe
+    if recipe.finetune_epochs and not recipe.finetune_loss:
+        raise UsageError(
+            f"--finetune-epochs {recipe.finetune_epochs} needs a fine-tune loss: the recipe {recipe.name} has none; "
+            "add --finetune-loss lovasz"
+        )
+    if recipe.size != "none" and recipe.side < 101:
+        raise UsageError(f"--side must be at least 101 to {recipe.size} a 101x101 tile, got {recipe.side}")
+    if recipe.model.get("padding", "valid") == "valid" and recipe.size != "none":
+        smallest = fitting_side(recipe.model)
+        if recipe.side < smallest:
+            raise UsageError(
+                f"--side {recipe.side} is too small for valid convolutions: the output would not cover a whole "
+                f"101x101 tile; this network needs --side {smallest} or more"
+            )
+        try:
+            build_model(recipe).check_side(recipe.side)
+        except ValueError as err:
+            raise UsageError(f"--side {recipe.side}: {err}") from None
 
 
 def split_three_ways(
@@ -323,24 +406,101 @@ def planned_processes(args: argparse.Namespace) -> int:
     return 1
 
 
+ERROR_FILE_VARIABLE = "UNET_TRAIN_ERROR_FILE"  # set by launch_processes: where a worker writes its error
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def launch_processes(args: argparse.Namespace, argv: list[str], processes: int) -> int:
-    """Run this same command as ``processes`` data-parallel CPU processes under torchrun; its exit status."""
-    prepare(args)  # usage errors and the stand-in, once, before any process starts
+    """Run this same command as ``processes`` data-parallel CPU processes; its exit status.
+
+    Everything that can be checked is checked here first, once: the options, the output folder and
+    every data file, so a fault prints one message and no process starts. A worker that fails later
+    (a checkpoint from another configuration, say) writes its message to a file instead of the
+    terminal; this process prints each different message once, stops the other workers, which would
+    otherwise wait for it, and exits with the worker's status: 2 for a problem the user can fix.
+    """
+    recipe = prepare(args)  # usage errors and the stand-in, once, before any process starts
+    if recipe.batch_size % processes:
+        raise UsageError(f"--batch-size {recipe.batch_size} must be divisible by the {processes} processes")
+    load_training_data(args)  # every data fault, in one message
     threads = max(1, _usable_cores() // processes)
     print(
         f"training with {processes} data-parallel processes x {threads} thread(s) on the CPU "
         "(--processes 1 trains in one process)",
         flush=True,
     )
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
-    command += ["-m", "unet_helpers.train", *argv]
-    return subprocess.run(command, env=dict(os.environ, OMP_NUM_THREADS=str(threads))).returncode
+    command = [sys.executable, "-m", "unet_helpers.train", *argv]
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="unet-train-") as reports:
+        workers = []
+        for rank in range(processes):
+            env = dict(
+                os.environ,
+                OMP_NUM_THREADS=str(threads),
+                RANK=str(rank),
+                LOCAL_RANK=str(rank),
+                WORLD_SIZE=str(processes),
+                LOCAL_WORLD_SIZE=str(processes),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+                **{ERROR_FILE_VARIABLE: str(Path(reports) / f"rank{rank}")},
+            )
+            workers.append(subprocess.Popen(command, env=env))
+        try:
+            while any(w.poll() is None for w in workers):
+                if any(w.returncode not in (None, 0) for w in workers):
+                    for w in workers:  # the others would wait for the failed one forever
+                        if w.poll() is None:
+                            w.terminate()
+                time.sleep(0.1)
+        except KeyboardInterrupt:  # Ctrl-C reached the workers too; let them stop (one may wait for the other)
+            for w in workers:
+                try:
+                    w.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+            print(
+                f"interrupted; to continue from the last finished epoch, run the same command with --resume ({args.out})"
+            )
+            return 130
+        errors = [Path(reports) / f"rank{rank}.error" for rank in range(processes)]
+        crashes = [Path(reports) / f"rank{rank}.crash" for rank in range(processes)]
+        messages = list(dict.fromkeys(p.read_text() for p in errors if p.is_file()))  # each message once
+        for message in messages:
+            print(message, file=sys.stderr)
+        if messages:
+            return 2
+        tracebacks = [p.read_text() for p in crashes if p.is_file()]
+        if tracebacks:  # a real bug: show the first worker's traceback (the others only saw it fail)
+            print(tracebacks[0], file=sys.stderr, end="")
+            return 1
+    return max(w.returncode for w in workers) if all(w.returncode >= 0 for w in workers) else 1
+
+
+def _report(message: str, kind: str) -> bool:
+    """In a worker of ``launch_processes``: leave ``message`` for it to print; False elsewhere."""
+    where = os.environ.get(ERROR_FILE_VARIABLE)
+    if not where:
+        return False
+    Path(f"{where}.{kind}").write_text(message)
+    return True
 
 
 def prepare(args: argparse.Namespace, rank: int = 0, world: int = 1):
     """Check the command before any training (exit status 2 on a problem); write the stand-in if asked. The recipe."""
     recipe = recipe_from_args(args)
     out = args.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a folder for the checkpoints")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite starts it again: pass one of them")
+    if args.resume and not (out / "last.pt").exists() and rank == 0 and ERROR_FILE_VARIABLE not in os.environ:
+        print(f"note: {out} holds no run to resume (no last.pt), so a new one starts", flush=True)
     if (out / "last.pt").exists() and not (args.resume or args.overwrite):
         raise UsageError(
             f"{out} already holds a run (last.pt); pass --resume to continue it, --overwrite to start "
@@ -353,10 +513,21 @@ def prepare(args: argparse.Namespace, rank: int = 0, world: int = 1):
         dist.barrier()  # the stand-in is complete before any rank reads it
     if not (args.data / "train" / "images").is_dir():
         raise UsageError(
-            f"data folder {args.data} holds no train/images; download the data (see data/README.md), "
-            "point --data at a folder in Kaggle's layout, or add --make-standin for the offline stand-in"
+            f"data folder {args.data} holds no train/images; point --data at a folder in Kaggle's layout, add "
+            f"--make-standin to train on the offline stand-in, or {get_data_hint(args.data)}"
         )
     return recipe
+
+
+def load_training_data(args: argparse.Namespace, rank: int = 0):
+    """Every training tile of ``--data``, decoded and checked (all faults in one message)."""
+    if not (args.data / "train.csv").is_file() and rank == 0 and ERROR_FILE_VARIABLE not in os.environ:
+        print(
+            f"note: {args.data} has no train.csv, so the tiles are the image/mask pairs found in train/images "
+            "and train/masks",
+            flush=True,
+        )
+    return load_tgs_split(args.data)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -367,7 +538,7 @@ def run(args: argparse.Namespace) -> dict:
     out = args.out
     if args.threads:
         torch.set_num_threads(args.threads)
-    arrays = load_tgs_split(args.data)
+    arrays = load_training_data(args, rank)
     train_ids, val_ids, test_ids = split_three_ways(arrays, args.val_fraction, args.test_fraction, args.seed)
     train_ids, val_ids = train_ids[: args.limit_train], val_ids[: args.limit_val]
     train_ds, val_ds = make_datasets(recipe, arrays, train_ids, val_ids)
@@ -383,7 +554,7 @@ def run(args: argparse.Namespace) -> dict:
         print(
             f"{recipe.name}: {len(train_ids)} training / {len(val_ids)} validation / {len(test_ids)} held-out tiles "
             f"({recipe.side}x{recipe.side} inputs), {world} process(es) on "
-            f"{device.type}, global batch {recipe.batch_size}",
+            f"{device.type}, global batch {recipe.batch_size}\n{recipe.schedule()}",
             flush=True,
         )
     histories: dict[str, dict] = {}
@@ -426,8 +597,22 @@ def main(argv: list[str] | None = None) -> int:
             return launch_processes(args, sys.argv[1:] if argv is None else argv, processes)
         run(args)
     except (UsageError, TGSDataError, CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        if not _report(f"error: {err}", "error"):
+            print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a folder that cannot be written, a full disk: one line, not a traceback
+        message = f"error: {err.strerror or err} ({err.filename or 'a file'}); check the path and its permissions"
+        if not _report(message, "error"):
+            print(message, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if ERROR_FILE_VARIABLE not in os.environ:  # the launcher says it once for all its workers
+            print("interrupted; to continue from the last finished epoch, run the same command with --resume")
+        return 130
+    except Exception:
+        if _report(traceback.format_exc(), "crash"):  # a worker: the launcher shows it, once
+            return 1
+        raise
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

@@ -21,15 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from .errors import TGSDataError
+from .images import read_binary_mask, read_grey
 
 SIDE = 101
 N_TRAIN, N_TEST = 4000, 18000
 PAD_SIDE, RESIZE_SIDE = 104, 104  # the smallest side a 3-pooling U-Net takes; the earlier project resized to 104
 
 
-class TGSDataError(ValueError):
-    """A problem with a TGS Salt file or id; the message names it and says what to do."""
+def get_data_hint(root: str | Path = "DIR") -> str:
+    """What to run to get the data: from a terminal, and from Python."""
+    return (
+        f"get the data with `python -m unet_helpers.data download --data {root}` (Kaggle credentials: see "
+        f"data/README.md; in Python: unet_helpers.data.get_tgs_salt()), or write the offline stand-in with "
+        f"`python -m unet_helpers.data standin --data {root}`"
+    )
 
 
 def default_data_dir() -> Path:
@@ -46,7 +53,7 @@ def default_data_dir() -> Path:
 def read_csv(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts; a clear error when it is missing."""
     if not path.is_file():
-        raise TGSDataError(f"{path} is missing; get the data with unet_helpers.data.get_tgs_salt()")
+        raise TGSDataError(f"{path} is missing; {get_data_hint(path.parent)}")
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -66,30 +73,17 @@ def layout_problems(root: Path, n_train: int | None = N_TRAIN, n_test: int | Non
 
 
 def read_png(path: Path, kind: str) -> np.ndarray:
-    """Decode one 101x101 PNG to a (H, W) uint8 array; masks come back as 0/1."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise TGSDataError(f"{path}: cannot be read as a PNG ({err}); download it again") from None
-    if array.shape[:2] != (SIDE, SIDE):
-        raise TGSDataError(f"{path}: is {array.shape[1]}x{array.shape[0]} pixels, expected {SIDE}x{SIDE}")
-    if array.ndim == 3:  # RGB(A) with equal channels: keep one
-        array = array[..., 0]
-    if kind == "image":
-        if mode.startswith("I"):  # 16-bit grayscale
-            array = (array.astype(np.float32) / 257).round()
-        return array.astype(np.uint8)
-    full = 65535 if mode.startswith("I") else 1 if mode == "1" else 255
-    values = np.unique(array)
-    if not set(values.tolist()) <= {0, full}:
+    """Decode one 101x101 tile to a (H, W) uint8 array: grey values for an image, 0/1 for a mask.
+
+    Any image mode is read as ``images.read_grey`` / ``images.read_binary_mask`` explain (16-bit
+    values scaled, not clipped); a tile of another size is refused.
+    """
+    array = read_grey(path) if kind == "image" else read_binary_mask(path)
+    if array.shape != (SIDE, SIDE):
         raise TGSDataError(
-            f"{path}: a mask must hold only 0 and {full}, found values {values[:6].tolist()}; "
-            "check that it is a mask and not an image"
+            f"{path}: is {array.shape[1]}x{array.shape[0]} pixels, expected {SIDE}x{SIDE}", kind="wrong size"
         )
-    return (array == full).astype(np.uint8)
+    return array
 
 
 @dataclass
@@ -121,10 +115,25 @@ class TGSArrays:
         )
 
 
+def _train_csv_ids(root: Path) -> list[str] | None:
+    """The ids that ``train.csv`` lists, in its order; None when the folder has no train.csv."""
+    if not (root / "train.csv").is_file():
+        return None
+    rows = read_csv(root / "train.csv")
+    if rows and "id" not in rows[0]:
+        raise TGSDataError(f"{root / 'train.csv'} has no 'id' column; it should be Kaggle's (id, rle_mask)")
+    return [row["id"] for row in rows]
+
+
+def _examples(ids: list[str], n: int = 3) -> str:
+    return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
 def load_tgs_split(root: str | Path, split: str = "train", ids: list[str] | None = None) -> TGSArrays:
     """Decode every PNG of a split once (the 4,000 training pairs are about 80 MB as uint8).
 
-    Raises ``TGSDataError`` naming the folder, file or id when something is wrong.
+    Every file is checked before anything is returned, and every fault found is reported in one
+    ``TGSDataError``: each kind of fault with its count and its first ids.
     """
     root = Path(root)
     if split not in ("train", "test"):
@@ -132,30 +141,64 @@ def load_tgs_split(root: str | Path, split: str = "train", ids: list[str] | None
     image_dir = root / split / "images"
     if not image_dir.is_dir():
         raise TGSDataError(
-            f"{image_dir} does not exist; get the data with unet_helpers.data.get_tgs_salt({str(root)!r}) "
-            "or point root at a folder in Kaggle's layout"
+            f"{image_dir} does not exist; point at a folder in Kaggle's layout, or {get_data_hint(root)}"
         )
+    faults: dict[str, list[str]] = {}  # the kind of fault -> the ids that have it
+    first_message: dict[str, str] = {}  # the kind of fault -> the message of its first file
+
+    def fault(kind: str, id_: str, message: str = "") -> None:
+        faults.setdefault(kind, []).append(id_)
+        first_message.setdefault(kind, message)
+
+    pngs = sorted(p.stem for p in image_dir.glob("*.png"))
+    listed = _train_csv_ids(root) if split == "train" else None
     if ids is None:
-        ids = sorted(p.stem for p in image_dir.glob("*.png"))
+        # train.csv says which tiles a training folder holds, so a missing image is found, not skipped.
+        ids = listed if listed is not None else pngs
+        for id_ in sorted(set(pngs) - set(ids)):
+            fault("image without a row in train.csv", id_)
         if not ids:
-            raise TGSDataError(f"{image_dir} holds no PNG images")
-    depth_of = {row["id"]: float(row["z"]) for row in read_csv(root / "depths.csv")}
-    images = np.empty((len(ids), SIDE, SIDE), np.uint8)
-    masks = np.empty((len(ids), SIDE, SIDE), np.uint8) if split == "train" else None
+            raise TGSDataError(f"{image_dir} holds no PNG images; {get_data_hint(root)}")
+    depths_csv = root / "depths.csv"
+    depth_of = {row["id"]: row.get("z") for row in read_csv(depths_csv)} if depths_csv.is_file() else None
+    images = np.zeros((len(ids), SIDE, SIDE), np.uint8)
+    masks = np.zeros((len(ids), SIDE, SIDE), np.uint8) if split == "train" else None
     for k, id_ in enumerate(ids):
-        image_path = image_dir / f"{id_}.png"
-        if not image_path.is_file():
-            raise TGSDataError(f"image of id {id_} is missing: {image_path}")
-        images[k] = read_png(image_path, "image")
-        if masks is not None:
-            mask_path = root / split / "masks" / f"{id_}.png"
-            if not mask_path.is_file():
-                raise TGSDataError(f"{image_path} has no mask: {mask_path} is missing")
-            masks[k] = read_png(mask_path, "mask")
-    missing_depth = [i for i in ids if i not in depth_of]
-    if missing_depth:
-        raise TGSDataError(f"{root / 'depths.csv'} has no depth for ids {missing_depth[:5]}")
-    depths = np.array([depth_of[i] for i in ids], dtype=np.float32)
+        for folder, kind, out in (("images", "image", images), ("masks", "mask", masks)):
+            if out is None:
+                continue
+            path = root / split / folder / f"{id_}.png"
+            if not path.is_file():
+                if kind == "mask":
+                    fault("image without a mask", id_, f"{id_}.png has no mask: {path} is missing")
+                else:
+                    fault("image missing", id_, f"{path} is missing")
+                continue
+            try:
+                out[k] = read_png(path, kind)
+            except TGSDataError as err:
+                fault(f"{kind}: {err.kind or 'unusable'}", id_, str(err))
+    if depth_of is not None:
+        for id_ in ids:
+            z = depth_of.get(id_)
+            try:
+                float(z)
+            except (TypeError, ValueError):
+                fault("no depth in depths.csv" if z is None else "a depth in depths.csv that is not a number", id_)
+    if faults or depth_of is None:
+        lines = [f"{depths_csv.name} is missing"] if depth_of is None else []
+        lines += [
+            f"{kind}: {len(found)} tile{'s' * (len(found) != 1)} (ids {_examples(found)})"
+            + (f"; the first: {first_message[kind]}" if first_message[kind] else "")
+            for kind, found in faults.items()
+        ]
+        n_bad = len({i for found in faults.values() for i in found})
+        raise TGSDataError(
+            f"{root} is not usable as it is ({n_bad} of its {len(ids)} {split} tiles have a problem):\n  - "
+            + "\n  - ".join(lines)
+            + f"\nFix or remove these files, or {get_data_hint(root)}."
+        )
+    depths = np.array([float(depth_of[i]) for i in ids], dtype=np.float32)
     return TGSArrays(list(ids), images, masks, depths)
 
 

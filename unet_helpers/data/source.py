@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .download import download_tgs_salt, kaggle_credentials_found
 from .files import N_TEST, N_TRAIN, TGSDataError, default_data_dir, layout_problems, read_csv
-from .standin import make_synthetic_tgs
+from .standin import looks_like_standin, make_synthetic_tgs
 
 N_STANDIN_TEST = 1000
 
@@ -96,8 +96,14 @@ class TGSSource:
 
 
 def _real(root: Path) -> TGSSource:
-    n_train = len(read_csv(root / "train.csv"))
-    return TGSSource(root, synthetic=False, n_train=n_train, n_test=len(_ids_of_pngs(root / "test/images")))
+    """A consistent folder: Kaggle's data, unless its ids are the stand-in's (the stand-in under another name)."""
+    train_ids = [row["id"] for row in read_csv(root / "train.csv")]
+    return TGSSource(
+        root,
+        synthetic=looks_like_standin(train_ids),
+        n_train=len(train_ids),
+        n_test=len(_ids_of_pngs(root / "test/images")),
+    )
 
 
 def get_tgs_salt(

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .files import N_TRAIN, SIDE, write_new
+from .files import N_TRAIN, SIDE, TGSDataError, write_new
 from .rle import rle_encode
 
 
@@ -83,6 +83,35 @@ def _unique_ids(rng: np.random.Generator, n: int) -> list[str]:
     return ids
 
 
+def looks_like_standin(train_ids: list[str], seed: int = 0) -> bool:
+    """True when these are the stand-in's own ids (written with ``seed``), in a folder of any name."""
+    first = train_ids[:5]
+    return bool(first) and first == _unique_ids(np.random.default_rng(seed), len(first))
+
+
+def _check_only_standin_files(root: Path, train_ids: list[str], test_ids: list[str]) -> None:
+    """Refuse a folder that holds files of its own (real data, say): the stand-in is never mixed into them.
+
+    An empty or missing folder, or one holding part of this same stand-in (an interrupted run), is fine.
+    """
+    if not root.is_dir():
+        return
+    ours = {"train.csv", "depths.csv", "sample_submission.csv"}
+    ours |= {f"train/{kind}/{i}.png" for i in train_ids for kind in ("images", "masks")}
+    ours |= {f"test/images/{i}.png" for i in test_ids}
+    folders = {"train", "test", "train/images", "train/masks", "test/images"}
+    foreign = [
+        path.relative_to(root).as_posix()
+        for path in sorted(root.rglob("*"))
+        if path.relative_to(root).as_posix() not in ours | folders and not path.name.endswith(".partial")
+    ]
+    if foreign:
+        raise TGSDataError(
+            f"{root} already holds {len(foreign)} files that are not this stand-in's (e.g. {', '.join(foreign[:3])}), "
+            "so the synthetic tiles are not written into it; choose a new or empty folder for the stand-in"
+        )
+
+
 def kaggle_mask_png(mask: np.ndarray) -> Image.Image:
     """A 0/1 mask as Kaggle stores it: mode L (8-bit, all 0) when empty, 16-bit I;16 with 0 and 65535 when it holds salt."""
     if not mask.any():
@@ -105,6 +134,7 @@ def make_synthetic_tgs(root: str | Path, n_train: int = N_TRAIN, n_test: int = 1
     rng = np.random.default_rng(seed)
     ids = _unique_ids(rng, n_train + n_test)
     train_ids, test_ids = ids[:n_train], ids[n_train:]
+    _check_only_standin_files(root, train_ids, test_ids)
     depths = rng.uniform(51, 959, size=len(ids)).round().astype(int)
     for folder in ("train/images", "train/masks", "test/images"):
         (root / folder).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,470 @@
+"""Nothing silently wrong: every image mode, every broken data folder, every option doing what it says.
+
+Each test hands the project a file or an option as a user would, and checks that the result is
+either right or refused with one clear message (naming the file, id or option) and exit status 2,
+with nothing in the user's folders changed.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unet_helpers import predict as predict_cli
+from unet_helpers import train as train_cli
+from unet_helpers.data import TGSDataError, load_tgs_split, make_synthetic_tgs
+from unet_helpers.data import __main__ as data_cli
+from unet_helpers.data.images import read_binary_mask, read_grey
+from unet_helpers.plots import display_range, overlay, show_tiles
+from unet_helpers.pretrained import show_examples
+
+TINY = [
+    "--recipe",
+    "small-same",
+    "--features",
+    "4,8",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--limit-train",
+    "32",
+    "--limit-val",
+    "16",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return make_synthetic_tgs(tmp_path_factory.mktemp("tgs"), n_train=60, n_test=4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def grey_tile(tiny_root) -> np.ndarray:
+    """One stand-in tile as 8-bit grey values, spanning a wide range of them."""
+    path = max((tiny_root / "train/images").glob("*.png"), key=lambda p: np.ptp(np.asarray(Image.open(p))))
+    return np.asarray(Image.open(path).convert("L"))
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------------------
+# 1. Every image mode PIL opens: the 8-bit grey values, scaled, or a refusal naming the file and mode
+# ---------------------------------------------------------------------------
+
+# (name, how to make it from the 8-bit "L" tile, file format). Each must read back as the L tile itself.
+LOSSLESS = [
+    ("L", lambda L, a: L, "PNG"),
+    ("LA", lambda L, a: L.convert("LA"), "PNG"),
+    ("P", lambda L, a: L.convert("P"), "PNG"),
+    ("RGB", lambda L, a: L.convert("RGB"), "PNG"),
+    ("RGBA", lambda L, a: L.convert("RGBA"), "PNG"),
+    ("CMYK", lambda L, a: L.convert("CMYK"), "TIFF"),
+    ("I;16, full 16-bit range (x 257)", lambda L, a: Image.fromarray(a.astype(np.uint16) * 257), "PNG"),
+    ("I;16, 8-bit values", lambda L, a: L.convert("I;16"), "PNG"),
+    ("I;16B, full range", lambda L, a: Image.frombytes("I;16B", L.size, (a.astype(">u2") * 257).tobytes()), "TIFF"),
+    ("I;16L, full range", lambda L, a: Image.frombytes("I;16L", L.size, (a.astype("<u2") * 257).tobytes()), "TIFF"),
+    ("I, 8-bit values", lambda L, a: L.convert("I"), "TIFF"),
+    ("I, 16-bit values", lambda L, a: Image.fromarray(a.astype(np.int32) * 257), "TIFF"),
+    ("F, 0..255", lambda L, a: L.convert("F"), "TIFF"),
+    ("F, fractions 0..1", lambda L, a: Image.fromarray(a.astype(np.float32) / 255), "TIFF"),
+]
+
+
+@pytest.mark.parametrize("name, make, fmt", LOSSLESS, ids=[case[0] for case in LOSSLESS])
+def test_every_lossless_mode_reads_as_the_8_bit_tile_it_holds(grey_tile, tmp_path, name, make, fmt):
+    path = tmp_path / f"tile.{fmt.lower()}"
+    make(Image.fromarray(grey_tile), grey_tile).save(path, format=fmt)
+    values = read_grey(path)
+    assert values.dtype == np.uint8 and values.shape == grey_tile.shape
+    np.testing.assert_array_equal(values, grey_tile)
+
+
+@pytest.mark.parametrize("mode", ["YCbCr", "LAB"])
+def test_colour_spaces_read_back_within_one_grey_level(grey_tile, tmp_path, mode):
+    path = tmp_path / "tile.tiff"
+    Image.fromarray(grey_tile).convert("RGB").convert(mode).save(path)
+    assert Image.open(path).mode == mode
+    assert np.abs(read_grey(path).astype(int) - grey_tile).max() <= 1  # the colour conversion rounds
+
+
+def test_mode_1_reads_as_0_and_255(grey_tile, tmp_path):
+    path = tmp_path / "bits.png"
+    Image.fromarray(grey_tile > 128).save(path)
+    assert Image.open(path).mode == "1"
+    np.testing.assert_array_equal(read_grey(path), np.where(grey_tile > 128, 255, 0))
+
+
+@pytest.mark.parametrize("colour", ["L", "RGB"])
+def test_a_jpeg_reads_as_its_tile_up_to_jpeg_loss(grey_tile, tmp_path, colour):
+    path = tmp_path / "tile.jpg"
+    Image.fromarray(grey_tile).convert(colour).save(path, quality=95)
+    assert Image.open(path).mode == colour
+    difference = np.abs(read_grey(path).astype(int) - grey_tile)
+    assert difference.mean() < 3 and difference.max() < 20
+
+
+def test_a_colour_image_is_read_as_its_luma_not_its_red_channel(tmp_path):
+    rgb = np.zeros((101, 101, 3), np.uint8)
+    rgb[..., 1] = 200  # pure green: luma 0.587 * 200 = 117; its red channel is 0
+    Image.fromarray(rgb).save(tmp_path / "green.png")
+    assert read_grey(tmp_path / "green.png").mean() == pytest.approx(117, abs=1)
+
+
+REFUSED = [
+    (
+        "transparent pixels",
+        lambda a: Image.fromarray(np.dstack([a, a, a, np.full_like(a, 100)])),
+        "png",
+        "mode RGBA",
+    ),
+    ("negative floats", lambda a: Image.fromarray(a.astype(np.float32) - 300), "tiff", "mode F"),
+    ("floats beyond 16 bits", lambda a: Image.fromarray(a.astype(np.float32) * 1e4), "tiff", "mode F"),
+    ("32-bit integers beyond 16 bits", lambda a: Image.fromarray(a.astype(np.int32) * 100_000), "tiff", "mode I"),
+]
+
+
+@pytest.mark.parametrize("why, make, suffix, mode", REFUSED, ids=[case[0] for case in REFUSED])
+def test_modes_without_a_grey_value_are_refused_naming_the_file_and_mode(grey_tile, tmp_path, why, make, suffix, mode):
+    path = tmp_path / f"odd.{suffix}"
+    make(grey_tile).save(path)
+    with pytest.raises(TGSDataError, match=rf"odd\.{suffix}: image {mode}"):
+        read_grey(path)
+
+
+def test_a_file_with_several_frames_is_refused(grey_tile, tmp_path):
+    path = tmp_path / "stack.tiff"
+    Image.fromarray(grey_tile).save(path, save_all=True, append_images=[Image.fromarray(255 - grey_tile)])
+    with pytest.raises(TGSDataError, match="stack.tiff: image mode L holds 2 frames"):
+        read_grey(path)
+
+
+def test_a_sixteen_bit_copy_is_predicted_like_its_8_bit_original(grey_tile, tiny_root, tmp_path, capsys):
+    """The user's report: a 16-bit copy of a tile gave an empty mask, silently. Now the masks are equal."""
+    eight, sixteen = tmp_path / "eight", tmp_path / "sixteen"
+    eight.mkdir(), sixteen.mkdir()
+    for k, path in enumerate(sorted((tiny_root / "train/images").glob("*.png"))[:6]):
+        tile = np.asarray(Image.open(path).convert("L"))
+        Image.fromarray(tile).save(eight / f"t{k}.png")
+        Image.fromarray(tile.astype(np.uint16) * 257).save(sixteen / f"t{k}.png")
+    assert Image.open(sixteen / "t0.png").mode == "I;16"
+    masks = {}
+    for folder in (eight, sixteen):
+        out = tmp_path / f"{folder.name}-masks"
+        argv = ["--pretrained", "small-same", "--images", str(folder), "--out", str(out), "--threshold", "0.3"]
+        assert predict_cli.main(argv) == 0
+        masks[folder.name] = np.stack([np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))])
+    assert 0 < (masks["eight"] > 0).mean() < 1  # a mask with salt and sediment, not a trivial one
+    np.testing.assert_array_equal(masks["eight"], masks["sixteen"])
+
+
+def test_the_predictor_reports_every_unusable_image_at_once_and_writes_nothing(grey_tile, tmp_path, capsys):
+    images, out = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    Image.fromarray(grey_tile).save(images / "good.png")
+    Image.fromarray(np.dstack([grey_tile] * 3 + [np.zeros_like(grey_tile)])).save(images / "clear.png")
+    (images / "broken.png").write_bytes(b"not a png")
+    assert predict_cli.main(["--pretrained", "small-same", "--images", str(images), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 of the 3 images cannot be used" in err and "clear.png: image mode RGBA" in err and "broken.png" in err
+    assert not out.exists()
+
+
+def test_training_tiles_in_16_bit_are_read_like_the_8_bit_ones(tiny_root, tmp_path):
+    copy = tmp_path / "sixteen"
+    shutil.copytree(tiny_root, copy)
+    for path in (copy / "train/images").glob("*.png"):
+        tile = np.asarray(Image.open(path).convert("L"))
+        Image.fromarray(tile.astype(np.uint16) * 257).save(path)
+    original, sixteen = load_tgs_split(tiny_root), load_tgs_split(copy)
+    np.testing.assert_array_equal(original.images, sixteen.images)
+    np.testing.assert_array_equal(original.masks, sixteen.masks)
+
+
+def test_masks_must_hold_0_and_their_modes_full_value_exactly(tmp_path):
+    for name, array, ok in (
+        ("kaggle", np.where(np.eye(101, dtype=bool), 65535, 0).astype(np.uint16), True),
+        ("almost", np.where(np.eye(101, dtype=bool), 65534, 0).astype(np.uint16), False),  # not rounded up
+        ("bits", np.eye(101, dtype=bool), True),
+        ("grey", np.where(np.eye(101, dtype=bool), 255, 0).astype(np.uint8), True),
+    ):
+        Image.fromarray(array).save(tmp_path / f"{name}.png")
+        if ok:
+            assert read_binary_mask(tmp_path / f"{name}.png").sum() == 101, name
+        else:
+            with pytest.raises(
+                TGSDataError, match=rf"{name}.png: a mask must hold only 0 and 65535, found values \[0, 65534\]"
+            ):
+                read_binary_mask(tmp_path / f"{name}.png")
+
+
+# ---------------------------------------------------------------------------
+# 2. Bad data with two CPU processes: one message, status 2, no traceback
+# ---------------------------------------------------------------------------
+
+
+def run_trainer(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "unet_helpers.train", *args], capture_output=True, text=True, timeout=240
+    )
+
+
+def quiet(result: subprocess.CompletedProcess) -> bool:
+    """No traceback or torch elastic banner reached the user."""
+    both = result.stdout + result.stderr
+    return not any(noise in both for noise in ("Traceback", "ChildFailedError", "Root Cause", "torch.distributed"))
+
+
+@pytest.mark.parametrize("fault", ["value 128", "wrong size", "missing"])
+def test_a_bad_mask_with_two_processes_prints_one_message_and_exits_2(tiny_root, tmp_path, fault):
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_root, copy)
+    victim = sorted((copy / "train/masks").glob("*.png"))[0]
+    if fault == "value 128":
+        Image.fromarray(np.full((101, 101), 128, np.uint8)).save(victim)
+    elif fault == "wrong size":
+        Image.fromarray(np.zeros((90, 101), np.uint8)).save(victim)
+    else:
+        victim.unlink()
+    before = snapshot(copy)
+    result = run_trainer(["--data", str(copy), "--out", str(tmp_path / "run"), "--processes", "2", *TINY])
+    assert result.returncode == 2 and quiet(result), result.stderr[-2000:]
+    assert result.stderr.count("error:") == 1 and victim.stem in result.stderr
+    assert snapshot(copy) == before and not (tmp_path / "run").exists()
+
+
+def test_a_workers_error_with_two_processes_is_reported_once(tiny_root, tmp_path):
+    """A checkpoint from another configuration is found inside the workers: still one message, status 2."""
+    out = tmp_path / "run"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out), "--processes", "1", *TINY]) == 0
+    before = (out / "last.pt").read_bytes()
+    result = run_trainer(
+        ["--data", str(tiny_root), "--out", str(out), "--processes", "2", "--resume", "--lr", "0.1", *TINY]
+    )
+    assert result.returncode == 2 and quiet(result), result.stderr[-2000:]
+    assert result.stderr.count("error:") == 1 and "another configuration (differs in: lr)" in result.stderr
+    assert (out / "last.pt").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------
+# 3. --epochs does what it says, and both stages are announced
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, stages",
+    [
+        ([], (50, 15)),
+        (["--epochs", "1"], (1, 0)),
+        (["--epochs", "10"], (10, 3)),
+        (["--epochs", "10", "--finetune-epochs", "5"], (10, 5)),
+        (["--finetune-epochs", "0"], (50, 0)),
+    ],
+)
+def test_epochs_scales_the_whole_schedule_of_medium_strong(argv, stages):
+    recipe = train_cli.recipe_from_args(train_cli.parse_args(["--recipe", "medium-strong", *argv]))
+    assert (recipe.epochs, recipe.finetune_epochs if recipe.has_finetune else 0) == stages
+
+
+def test_both_stages_are_announced_and_each_epoch_line_names_its_stage(tiny_root, tmp_path, capsys):
+    two_stages = ["--finetune-loss", "lovasz", "--finetune-epochs", "1", "--processes", "1"]
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(tmp_path / "run"), *TINY, *two_stages]) == 0
+    out = capsys.readouterr().out
+    assert "2 stages, 3 epochs: main stage 2 epochs of bce" in out and "then fine-tune stage 1 epoch of lovasz" in out
+    assert out.count("main epoch ") == 2 and out.count("fine-tune epoch ") == 1
+    assert out.index("main stage: 2 epochs") < out.index("main epoch") < out.index("fine-tune stage: 1 epoch of")
+
+
+# ---------------------------------------------------------------------------
+# 5. An incomplete data folder: every fault in one message, and what to run
+# ---------------------------------------------------------------------------
+
+
+def test_every_fault_of_a_folder_is_reported_in_one_message(tiny_root, tmp_path, capsys):
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_root, copy)
+    masks, images = sorted((copy / "train/masks").glob("*.png")), sorted((copy / "train/images").glob("*.png"))
+    for path in masks[:3]:
+        path.unlink()
+    images[10].unlink()
+    Image.fromarray(np.full((101, 101), 128, np.uint8)).save(masks[20])
+    Image.fromarray(np.zeros((90, 101), np.uint8)).save(images[30])
+    before = snapshot(copy)
+    assert train_cli.main(["--data", str(copy), "--out", str(tmp_path / "run"), "--processes", "1", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "6 of its 60 train tiles have a problem" in err
+    assert all(path.stem in err for path in masks[:3])
+    for line in (
+        "image without a mask: 3 tiles",
+        f"image missing: 1 tile (ids {images[10].stem})",
+        f"mask: values other than 0 and the full value: 1 tile (ids {masks[20].stem})",
+        f"image: wrong size: 1 tile (ids {images[30].stem})",
+    ):
+        assert line in err, line
+    assert f"python -m unet_helpers.data download --data {copy}" in err  # what a command-line user runs
+    assert snapshot(copy) == before
+
+
+def test_a_folder_without_train_csv_says_it_trains_from_the_mask_files(tiny_root, tmp_path, capsys):
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_root, copy)
+    (copy / "train.csv").unlink()
+    assert train_cli.main(["--data", str(copy), "--out", str(tmp_path / "run"), "--processes", "1", *TINY]) == 0
+    assert "has no train.csv, so the tiles are the image/mask pairs found in train/images" in capsys.readouterr().out
+
+
+def test_the_data_command_checks_a_folder_and_never_mixes_the_stand_in_into_one(tiny_root, tmp_path, capsys):
+    assert data_cli.main(["check", "--data", str(tiny_root)]) == 0
+    assert "60 training tiles, every image and mask readable" in capsys.readouterr().out
+    real = tmp_path / "real"
+    (real / "train/images").mkdir(parents=True)
+    Image.fromarray(np.zeros((101, 101), np.uint8)).save(real / "train/images/mine.png")
+    before = snapshot(real)
+    assert data_cli.main(["standin", "--data", str(real)]) == 2
+    assert "files that are not this stand-in's (e.g. train/images/mine.png)" in capsys.readouterr().err
+    assert train_cli.main(["--data", str(real), "--out", str(tmp_path / "run"), "--make-standin", *TINY]) == 2
+    assert snapshot(real) == before
+
+
+# ---------------------------------------------------------------------------
+# 6. The stand-in's figure says so, and draws image and overlay on one scale
+# ---------------------------------------------------------------------------
+
+
+def test_the_stand_ins_figure_says_it_is_synthetic_and_names_the_model(tiny_root, monkeypatch):
+    from unet_helpers.data import TGSSource
+
+    figure, _ = show_examples("small-same", n=3, data=TGSSource(tiny_root, synthetic=True, n_train=60))
+    title = figure._suptitle.get_text()
+    assert "small-same" in title and "SYNTHETIC stand-in" in title and "not real data" in title
+
+
+def test_an_image_and_its_overlay_share_one_grey_scale():
+    full_salt = np.full((101, 101), 90, np.uint8)  # a uniform tile, all salt: the case that was drawn white
+    figure = show_tiles(full_salt[None], np.ones((1, 101, 101)))
+    assert figure.axes[0].images[0].get_clim() == (0.0, 255.0) == display_range(full_salt)
+    drawn = overlay(full_salt, np.zeros((101, 101)), value_range=display_range(full_salt))
+    assert np.allclose(drawn, 90 / 255)  # the overlay's grey is the image's grey, not stretched to white
+
+
+# ---------------------------------------------------------------------------
+# Beyond the cases: options that were silently ignored, clipped or destructive
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--limit-train", "-5"], "--limit-train must be at least 1, got -5"),
+        (["--limit-val", "0"], "--limit-val must be at least 1, got 0"),
+        (["--lr", "0"], "--lr must be above 0, got 0.0"),
+        (["--weight-decay", "-1"], "--weight-decay must be 0 or more"),
+        (["--finetune-epochs", "-1"], "--finetune-epochs must be at least 0"),
+        (["--finetune-epochs", "2"], "needs a fine-tune loss"),
+        (["--side", "100"], "--side must be at least 101"),
+        (["--padding", "valid", "--side", "101"], "too small for valid convolutions"),
+        (["--threads", "0"], "--threads must be at least 1"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_not_clipped(tiny_root, tmp_path, capsys, extra, message):
+    argv = ["--data", str(tiny_root), "--out", str(tmp_path / "run"), "--processes", "1", *TINY, *extra]
+    assert train_cli.main(argv) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": "ten"}, "epochs: expected a whole number, got 'ten'"),
+        ({"epochs": 1.5}, "epochs: expected a whole number, got 1.5"),
+        ({"lr": "0.1"}, "lr: expected a number, got '0.1'"),
+        ({"no_amp": "yes"}, "no_amp: expected true or false, got 'yes'"),
+        ({"features": [16, "x"]}, "features: expected whole numbers"),
+    ],
+)
+def test_config_file_values_are_checked_like_the_command_line(tmp_path, capsys, values, message):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(values))
+    assert train_cli.main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and message in err
+    config.write_text("[1, 2]")
+    assert (
+        train_cli.main(["--config", str(config)]) == 2
+        and "must hold option names and values" in capsys.readouterr().err
+    )
+
+
+def test_predictor_options_that_would_be_ignored_or_destructive_are_refused(grey_tile, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(grey_tile).save(images / "a.png")
+    before = snapshot(images)
+    cases = [
+        (["--images", str(images), "--out", str(images), "--overwrite"], "is the image folder itself"),
+        (["--images", str(images), "--out", str(tmp_path / "m"), "--figure", "x.png"], "--figure goes with --examples"),
+        (["--examples", "2", "--threshold", "0.3"], "--threshold do(es) not apply to --examples"),
+        (["--examples", "2", "--figure", str(tmp_path / "x.jpg")], "--figure must name a .png file"),
+        (
+            ["--images", str(images), "--out", str(tmp_path / "m"), "--batch-size", "0"],
+            "--batch-size must be at least 1",
+        ),
+    ]
+    for argv, message in cases:
+        assert predict_cli.main(["--pretrained", "small-same", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    Image.fromarray(grey_tile).save(images / "a.jpg")  # two images would write one mask a.png
+    assert predict_cli.main(["--pretrained", "small-same", "--images", str(images), "--out", str(tmp_path / "m")]) == 2
+    assert "a.jpg and a.png" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("mine")
+    (images / "a.jpg").unlink()
+    assert (
+        predict_cli.main(["--pretrained", "small-same", "--images", str(images), "--out", str(tmp_path / "afile")]) == 2
+    )
+    assert "is a file" in capsys.readouterr().err
+    assert snapshot(images) == before and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_trainer_options_that_contradict_or_point_nowhere(tiny_root, tmp_path, capsys):
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine")
+    base = ["--data", str(tiny_root), "--processes", "1", *TINY]
+    assert train_cli.main([*base, "--out", str(a_file)]) == 2 and "is a file" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert train_cli.main([*base, "--out", str(out), "--resume", "--overwrite"]) == 2
+    assert "pass one of them" in capsys.readouterr().err and not out.exists()
+    # --resume where there is nothing to resume is said, not silently ignored
+    assert train_cli.main([*base, "--out", str(out), "--resume"]) == 0
+    assert "holds no run to resume (no last.pt), so a new one starts" in capsys.readouterr().out
+    # an uneven split of the global batch is refused before any process starts
+    result = run_trainer([*base[:2], "--out", str(tmp_path / "odd"), *TINY, "--processes", "2", "--batch-size", "15"])
+    assert result.returncode == 2 and quiet(result) and "must be divisible by the 2 processes" in result.stderr
+    assert "training with 2" not in result.stdout
+    assert a_file.read_text() == "mine"
+
+
+def test_predictor_paths_that_are_not_what_they_should_be(grey_tile, tmp_path, capsys):
+    a_file = tmp_path / "afile.png"
+    Image.fromarray(grey_tile).save(a_file)
+    assert predict_cli.main(["--pretrained", "small-same", "--images", str(a_file), "--out", str(tmp_path / "m")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    nowhere = ["--pretrained", "small-same", "--examples", "2", "--data", str(tmp_path / "nowhere")]
+    assert predict_cli.main(nowhere + ["--figure", str(tmp_path / "f.png")]) == 2
+    assert "--data" in capsys.readouterr().err and not (tmp_path / "f.png").exists()
+
+
+def test_the_stand_in_under_another_folder_name_is_still_called_synthetic(tmp_path, capsys):
+    from unet_helpers.data import get_tgs_salt
+
+    source = get_tgs_salt(make_synthetic_tgs(tmp_path / "my-data", n_train=30, n_test=2, seed=0))
+    assert source.synthetic and "OFFLINE STAND-IN" in capsys.readouterr().out

@@ -1,0 +1,53 @@
+"""The data from a terminal: download it, write the offline stand-in, or check a folder.
+
+    python -m unet_helpers.data download --data data/tgs-salt    # Kaggle's files (credentials: data/README.md)
+    python -m unet_helpers.data standin --data data/tgs-salt-standin
+    python -m unet_helpers.data check --data data/tgs-salt       # every fault of a folder, in one report
+
+Each prints one clear message and exits with status 2 when something is wrong; none of them
+overwrites or deletes a file that is already in the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .download import download_tgs_salt
+from .errors import TGSDataError
+from .files import load_tgs_split
+from .source import folder_problems
+from .standin import make_synthetic_tgs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unet_helpers.data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text, default in (
+        ("download", "download and unpack Kaggle's TGS Salt files (needs Kaggle credentials)", "data/tgs-salt"),
+        ("standin", "write the offline synthetic stand-in, in Kaggle's layout (about 30 s)", "data/tgs-salt-standin"),
+        ("check", "read every file of a folder and report all that is wrong", "data/tgs-salt"),
+    ):
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--data", type=Path, default=Path(default), help=f"the folder (default {default})")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "download":
+            print(f"TGS Salt is in {download_tgs_salt(args.data)}")
+        elif args.command == "standin":
+            print(f"the offline stand-in is in {make_synthetic_tgs(args.data)}")
+        else:
+            problems = folder_problems(args.data) if args.data.is_dir() else [f"{args.data} does not exist"]
+            if problems:
+                raise TGSDataError(f"{args.data} is not usable as it is:\n  - " + "\n  - ".join(problems))
+            arrays = load_tgs_split(args.data)  # reads every image and mask
+            print(f"{args.data}: {len(arrays):,} training tiles, every image and mask readable and in order")
+    except TGSDataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
