@@ -118,3 +118,28 @@ def test_error_by_border_distance_by_hand():
     pred[0, 0, 0] = True  # one wrong pixel on the border ring (16 pixels)
     pred[0, 2, 2] = True  # the centre pixel, distance 2, wrong
     assert error_by_border_distance(pred, truth).tolist() == [1 / 16, 0.0, 1.0]
+
+
+def test_the_checkerboard_index_finds_a_fixed_2x2_pattern_and_nothing_else():
+    from unet_helpers.anatomy import checkerboard_index
+
+    torch.manual_seed(0)
+    y, x = torch.meshgrid(torch.arange(100.0), torch.arange(100.0), indexing="ij")
+    smooth = torch.sin(x / 9) + torch.cos(y / 13)  # content that varies slowly
+    noise = torch.randn(8, 100, 100)  # content that varies from pixel to pixel, without a fixed pattern
+    board = torch.tensor([[1.0, -0.5], [0.25, -0.75]]).repeat(50, 50)  # four fixed taps, as a stride-2 up-conv paints
+    assert checkerboard_index(smooth[None]) < 0.02 and checkerboard_index(noise) < 0.02
+    assert checkerboard_index(board[None]) == pytest.approx(1.0, abs=1e-3)  # all of its variation is the 2x2 pattern
+    assert 0.15 < checkerboard_index((smooth + 0.3 * board)[None]) < 0.5  # a pattern on top of content
+
+
+def test_bilinear_upsampling_paints_no_checkerboard_where_a_transposed_convolution_does():
+    from unet_helpers.anatomy import checkerboard_index
+    from unet_helpers.models import UpBlock
+
+    torch.manual_seed(0)
+    below = torch.rand(1, 8, 26, 26)
+    transposed = UpBlock(8, 4, "same", "zeros", False).up(below)
+    bilinear = UpBlock(8, 4, "same", "zeros", False, upsample="bilinear").up(below)
+    assert transposed.shape == bilinear.shape == (1, 4, 52, 52)
+    assert checkerboard_index(transposed[0]) > 5 * checkerboard_index(bilinear[0])

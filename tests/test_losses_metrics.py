@@ -151,3 +151,30 @@ def test_iou_dice_pixel_accuracy():
     assert iou(square(), square()) == 1.0 and dice(square(), square()) == 1.0
     with pytest.raises(ValueError, match="differ in shape"):
         iou(square(5), square(6))
+
+
+def test_boundary_f1_sees_an_outline_moved_by_a_pixel_where_the_score_does_not():
+    from unet_helpers.metrics import boundary_f1_per_image, tgs_score_per_image
+
+    truth = np.zeros((1, 101, 101), np.uint8)
+    truth[0, 20:80, 20:80] = 1  # a 60x60 salt body: its boundary is 4 x 59 = 236 pixels
+    moved = np.roll(truth, 1, axis=2)  # the same outline, one pixel to the right
+    assert boundary_f1_per_image(truth, truth, tolerance=0)[0] == 1.0
+    assert boundary_f1_per_image(moved, truth, tolerance=1)[0] == 1.0  # within the tolerance
+    # one pixel off: the top and bottom rows still overlap (58 of 60 pixels each), the two sides do not
+    assert boundary_f1_per_image(moved, truth, tolerance=0)[0] == pytest.approx(2 * 59 / 236, abs=0.02)
+    assert tgs_score_per_image(moved, truth)[0] == 1.0  # IoU 0.967: the competition's score does not see it
+    far = np.roll(truth, 5, axis=2)
+    assert boundary_f1_per_image(far, truth, tolerance=1)[0] < 0.6
+
+
+def test_boundary_f1_of_empty_and_full_masks():
+    from unet_helpers.metrics import boundary_f1_per_image
+
+    empty, full = np.zeros((1, 8, 8)), np.ones((1, 8, 8))
+    square = np.zeros((1, 8, 8))
+    square[0, 2:6, 2:6] = 1
+    assert boundary_f1_per_image(empty, empty)[0] == 1.0 and boundary_f1_per_image(full, full)[0] == 1.0
+    assert boundary_f1_per_image(empty, square)[0] == 0.0 and boundary_f1_per_image(square, empty)[0] == 0.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        boundary_f1_per_image(np.zeros((1, 8, 8)), np.zeros((1, 9, 9)))

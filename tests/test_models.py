@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from unet_helpers.models import (
+    RecursiveUNet,
     UNet,
+    UNetLevel,
     UNetOriginal,
     count_conv_layers,
     count_parameters,
@@ -91,6 +93,72 @@ def test_original_and_configured_compute_the_same_function(paper_pair):
     x = torch.randn(1, 1, 572, 572)
     with torch.no_grad():
         assert torch.equal(original(x), configured(x))
+
+
+def test_the_recursive_unet_is_the_papers_network(paper_pair):
+    """The paper's configuration: 23 layers, 31,030,658 parameters, and the same outputs as the hand-built one."""
+    original, _ = paper_pair
+    recursive = RecursiveUNet().eval()
+    assert count_parameters(recursive) == PAPER_PARAMETERS and count_conv_layers(recursive) == PAPER_CONV_LAYERS
+    transfer_weights(original, recursive)
+    x = torch.randn(1, 1, 572, 572)
+    with torch.no_grad():
+        out = recursive(x)
+        assert out.shape == (1, 2, 388, 388) and torch.equal(original(x), out)
+
+
+def test_the_recursive_unet_holds_smaller_copies_of_itself_down_to_the_bottleneck():
+    level, depths = RecursiveUNet().unet, []
+    while True:
+        assert isinstance(level, UNetLevel)
+        depths.append(level.depth)
+        if level.depth == 0:
+            break
+        assert level.inner.encode[0].in_channels == level.encode[-2].out_channels  # the inner U takes the pooled map
+        level = level.inner
+    assert depths == [4, 3, 2, 1, 0] and level.encode[-2].out_channels == 1024  # the bottleneck: 1024 channels
+
+
+@pytest.mark.parametrize(
+    "config, side",
+    [
+        (dict(in_channels=3, out_channels=1, features=(16, 32, 64)), 144),  # small-valid
+        (dict(in_channels=3, out_channels=1, features=(16, 32, 64), padding="same"), 101),  # small-same
+        (dict(in_channels=3, out_channels=1, features=(16, 32, 64, 128), padding="same", padding_mode="reflect"), 104),
+        (
+            dict(
+                in_channels=3,
+                out_channels=1,
+                features=(16, 32, 64, 128, 160),
+                padding="same",
+                padding_mode="reflect",
+                batch_norm=True,
+            ),
+            112,
+        ),  # medium-strong
+    ],
+)
+def test_the_recursive_unet_computes_what_the_configurable_unet_computes(config, side):
+    torch.manual_seed(0)
+    looped, recursive = UNet(**config), RecursiveUNet(**config)
+    assert count_parameters(looped) == count_parameters(recursive)
+    if config.get("batch_norm"):  # give the running statistics values of their own, so that they are tested too
+        for m in looped.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    transfer_weights(looped, recursive)
+    looped.eval(), recursive.eval()
+    x = torch.randn(2, 3, side, side)
+    with torch.no_grad():
+        assert torch.equal(looped(x), recursive(x))
+    transfer_weights(recursive, UNet(**config))  # and back: the same tensors in the same order
+
+
+def test_the_recursive_unet_refuses_what_unet_refuses():
+    with pytest.raises(ValueError, match="cannot take an input side of 101"):
+        RecursiveUNet(3, 1, (16, 32, 64))(torch.zeros(1, 3, 101, 101))
+    with pytest.raises(ValueError, match="features must list at least 2"):
+        RecursiveUNet(3, 1, (16,))
 
 
 def test_transfer_weights_rejects_mismatched_networks():
@@ -187,3 +255,17 @@ def test_reflect_and_zero_padding_differ_only_near_the_border():
         diff = (zeros(x) - reflect(x)).abs()[0, 0]
     assert diff[20:44, 20:44].max() == 0  # receptive field of 2 levels is 18 pixels
     assert diff[0].max() > 0
+
+
+def test_bilinear_upsampling_builds_the_same_network_both_ways_and_round_trips_its_config():
+    config = dict(in_channels=3, out_channels=1, features=(8, 16, 32), padding="same", upsample="bilinear")
+    torch.manual_seed(0)
+    looped, recursive = UNet(**config).eval(), RecursiveUNet(**config).eval()
+    transfer_weights(looped, recursive)
+    x = torch.randn(1, 3, 101, 101)
+    with torch.no_grad():
+        assert torch.equal(looped(x), recursive(x)) and looped(x).shape == (1, 1, 101, 101)
+    assert UNet(**looped.config()).config() == looped.config() and looped.config()["upsample"] == "bilinear"
+    assert "upsample" not in UNet(3, 1, (8, 16)).config()  # the paper's default leaves older cards unchanged
+    with pytest.raises(ValueError, match="unknown upsample 'nearest'"):
+        UNet(upsample="nearest")

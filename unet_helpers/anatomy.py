@@ -140,3 +140,21 @@ def error_by_border_distance(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     distance = np.minimum.reduce([ys, xs, h - 1 - ys, w - 1 - xs])
     wrong = np.asarray(pred, bool) != np.asarray(truth, bool)
     return np.array([wrong[:, distance == d].mean() for d in range((min(h, w) + 1) // 2)])
+
+
+def checkerboard_index(maps: torch.Tensor) -> float:
+    """How strongly feature maps carry a fixed 2x2 pattern: 0 for none, larger for a stronger checkerboard.
+
+    A stride-2 transposed convolution paints every 2x2 block of its output with the same four kernel
+    taps, so its output has a pattern that repeats every 2 pixels (Odena et al., 2016). Average each
+    map over the four positions of a 2x2 cell (even/odd row, even/odd column): image content averages
+    out, that pattern does not. The index is the spread of those four means divided by the map's own
+    spread (standard deviations), averaged over the maps. ``maps``: (C, H, W) or (N, C, H, W).
+    """
+    maps = maps.detach().float()
+    maps = maps.reshape(-1, *maps.shape[-2:])
+    maps = maps[:, : maps.shape[-2] // 2 * 2, : maps.shape[-1] // 2 * 2]  # whole 2x2 cells
+    phases = torch.stack([maps[:, i::2, j::2].mean((-2, -1)) for i in (0, 1) for j in (0, 1)], dim=1)  # (M, 4)
+    spread = maps.std((-2, -1))
+    keep = spread > 1e-8  # a constant map has no pattern to speak of
+    return float((phases[keep].std(1, unbiased=False) / spread[keep]).mean()) if keep.any() else 0.0

@@ -110,6 +110,136 @@ def _tgs_one(answer) -> str:
     return "the mean of [IoU > t for t in 0.5, 0.55, ..., 0.95]; an empty tile predicted empty scores 1."
 
 
+def _close(answer, expected: float, rel: float, hint: str, why: str) -> str:
+    if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
+        raise NotYet(f"give a number, not {type(answer).__name__}")
+    if abs(float(answer) - expected) > rel * abs(expected):
+        raise NotYet(f"{answer} is not it. {hint}")
+    return why
+
+
+def _level_macs(answer) -> str:
+    expected = 35_960_815_616
+    if isinstance(answer, (int, float, np.integer, np.floating)) and not isinstance(answer, bool):
+        if abs(float(answer) - (expected + 3 * 200 * 200 * 128 * 256)) < 0.005 * expected:
+            raise NotYet(
+                f"{answer} counts the up-convolution 4x, as torchinfo does: each of its output values receives one "
+                "tap per input channel (output values x C_in), not all four"
+            )
+        if abs(float(answer) - (expected - 200 * 200 * 128 * 256)) < 0.005 * expected:
+            raise NotYet(f"{answer} leaves out up2, the up-convolution into level 2 (256 -> 128 channels, 200x200 out)")
+    return _close(
+        answer,
+        expected,
+        0.005,
+        "Add the five layers of level 2: enc2_conv1 (282x282 out, 64 -> 128), enc2_conv2 (280x280, 128 -> 128), up2 "
+        "(200x200 out, 256 -> 128), dec2_conv1 (198x198, 256 -> 128), dec2_conv2 (196x196, 128 -> 128); a 3x3 "
+        "convolution costs out_side^2 x C_out x C_in x 9",
+        "5.78 + 11.56 + 1.31 + 11.56 + 5.66 = 35.96 G: a quarter of the pixels of level 1 and twice the channels "
+        "on both sides of each product, so about the same as every other level (check: unet_helpers.macs.count_macs).",
+    )
+
+
+def _receptive_field_3(answer) -> str:
+    if answer == 40:
+        raise NotYet(
+            "40 is how much smaller a 3-level valid network's output is than its input (144 -> 104), what the "
+            "valid convolutions trim; it is not the window one output pixel sees. Walk the layers"
+        )
+    return _number(
+        answer,
+        44,
+        "Walk the layers from the input: a 3x3 conv adds 2 x jump, a 2x2 pool adds 1 x jump and doubles the jump, "
+        "a 2x2 up-conv adds nothing and halves it.",
+        "1 + 2 + 2 = 5, pool: 6 (jump 2), + 4 + 4 = 14, pool: 16 (jump 4), + 8 + 8 = 32 at the bottom, up: jump 2, "
+        "+ 4 + 4 = 40, up: jump 1, + 2 + 2 = 44 (check: unet_helpers.anatomy.receptive_field).",
+    )
+
+
+def _level_forward(answer) -> str:
+    fn = _function(answer)
+    from .models import RecursiveUNet
+
+    torch.manual_seed(0)
+    model = RecursiveUNet(1, 1, (4, 8, 16), padding="same").eval()
+    x = torch.rand(2, 1, 16, 16)
+    calls = []
+
+    def counted(level, inputs):
+        calls.append(level.depth)
+        return fn(level, inputs)
+
+    try:
+        with torch.no_grad():
+            got = model.head(fn(model.unet, x))
+            expected = model(x)
+    except NotImplementedError:
+        raise NotYet("the function still raises NotImplementedError: write its body") from None
+    except Exception as err:
+        raise NotYet(f"it failed inside the network: {type(err).__name__}: {err}") from None
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        raise NotYet(f"return the level's output, shape {tuple(expected[:, :1].shape[:1]) + (4, 16, 16)} here")
+    if not torch.allclose(got, expected, atol=1e-6):
+        raise NotYet(
+            "encode x (that is the skip), and at depth 0 return it; otherwise pool it, run the inner U-Net on it "
+            "(level_forward(level.inner, ...)) and give both to level.decode(from_below, skip)"
+        )
+    return (
+        "three lines: skip = level.encode(x); at depth 0 return skip; else return level.decode(level_forward("
+        "level.inner, level.pool(skip)), skip). The recursion goes down to the bottleneck and back up."
+    )
+
+
+def _empty_tile_dice(answer) -> str:
+    return _close(
+        answer,
+        1 - 1 / (0.1 * 101 * 101 + 1),
+        1e-4,
+        "soft Dice loss = 1 - (2 sum(p t) + 1) / (sum(p) + sum(t) + 1): here t = 0 everywhere and sum(p) = 0.1 x 10,201",
+        "1 - 1 / 1,021.1 = 0.99902: a faint 10% everywhere costs almost the whole Dice loss of an empty tile (BCE would "
+        "charge -ln 0.9 = 0.105 per pixel). Dice pushes hard towards exactly empty predictions on empty tiles, which "
+        "is what the competition rewards.",
+    )
+
+
+def _tgs_one(answer) -> str:
+    fn = _function(answer)
+    from .metrics import tgs_score_per_image
+
+    empty, square = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
+    square[2:6, 2:6] = 1  # 16 pixels
+
+    def shifted(rows: int) -> np.ndarray:
+        out = np.zeros((8, 8), np.uint8)
+        out[2 + rows : 6 + rows, 2:6] = 1
+        return out
+
+    cases = [
+        ("an empty truth predicted empty", empty, empty),
+        ("an empty truth with salt predicted", square, empty),
+        ("salt predicted as empty", empty, square),
+        ("a perfect outline", square, square),
+        ("an outline one row off (IoU 12/20 = 0.6)", shifted(1), square),
+        ("an outline two rows off (IoU 8/24 = 0.33)", shifted(2), square),
+    ]
+    for what, pred, truth in cases:
+        try:
+            got = fn(pred.copy(), truth.copy())
+        except NotImplementedError:
+            raise NotYet("the function still raises NotImplementedError: write its body") from None
+        expected = float(tgs_score_per_image(pred[None], truth[None])[0])
+        if not isinstance(got, (int, float, np.floating, np.integer)) or abs(float(got) - expected) > 1e-9:
+            raise NotYet(
+                f"for {what} the score is {expected}, got {got!r}. With an empty truth the tile scores 1 if nothing "
+                "is predicted and 0 otherwise; else IoU = |P and T| / |P or T| and the score is the share of the "
+                "thresholds 0.5, 0.55, ..., 0.95 that the IoU is strictly above"
+            )
+    return (
+        "an empty truth is all or nothing (any predicted salt scores 0, which is why the minimum area of notebook 05 "
+        "helps); otherwise the mean of [IoU > t] over the ten thresholds."
+    )
+
+
 def _hflip_tta(answer) -> str:
     fn = _function(answer)
     torch.manual_seed(0)
@@ -158,23 +288,13 @@ def _zero_skip_hook(answer) -> str:
 
 EXERCISES: dict[str, Exercise] = {
     "01.1": Exercise(
-        "the side of the first level's feature map after its two valid 3x3 convolutions and the 2x2 "
-        "max-pooling, from a 572x572 input",
-        lambda a: _number(
-            a,
-            284,
-            "Each valid 3x3 conv trims 2 (572 -> 570 -> 568), the pooling halves.",
-            "572 - 2 - 2 = 568, then 568 / 2 = 284, as in the paper's Figure 1.",
-        ),
+        "the multiply-accumulates of level 2 of the paper's network for a 572x572 input: enc2_conv1, enc2_conv2, up2, "
+        "dec2_conv1 and dec2_conv2",
+        _level_macs,
     ),
     "01.2": Exercise(
-        "the number of parameters of one 3x3 convolution from 64 to 128 channels, with bias",
-        lambda a: _number(
-            a,
-            73_856,
-            "Each of the 128 filters has 3 x 3 x 64 weights and one bias.",
-            "128 x (3 x 3 x 64 + 1) = 73,856.",
-        ),
+        "the receptive field (in input pixels) of one output pixel of a 3-level U-Net, UNet(1, 2, (64, 128, 256))",
+        _receptive_field_3,
     ),
     "01.3": Exercise(
         "the output side of the paper's network for its smallest input, 188x188",
@@ -187,14 +307,7 @@ EXERCISES: dict[str, Exercise] = {
         ),
     ),
     "02.1": Exercise(
-        "the smallest input side of a 3-level valid-padding U-Net whose output covers a 101x101 tile",
-        lambda a: _number(
-            a,
-            144,
-            "Try sides that the network takes (models.nearest_valid_input_sides) and "
-            "compute their output side (models.output_side) until it reaches 101.",
-            "144 -> 104: 43 pixels are lost to the valid convolutions, the rest covers the tile.",
-        ),
+        "level_forward(level, x): the forward pass of one UNetLevel, written as the recursion", _level_forward
     ),
     "02.2": Exercise(
         "how many parameters the 1x1 output convolution of UNet(3, 1, (16, 32, 64)) has",
@@ -216,31 +329,29 @@ EXERCISES: dict[str, Exercise] = {
         "a soft Dice loss: dice_loss(logits, target) -> the mean over the batch of 1 - soft Dice", _dice_loss
     ),
     "04.2": Exercise(
-        "how many optimizer steps one epoch of 2,400 tiles takes with batch 32",
-        lambda a: _number(a, 75, "One step per batch.", "2,400 / 32 = 75 batches, one step each."),
+        "the soft Dice loss (smooth 1) of an empty 101x101 tile when the network predicts probability 0.1 everywhere",
+        _empty_tile_dice,
     ),
-    "05.1": Exercise(
-        "the competition's score of one tile: tgs_one(iou, has_salt) (has_salt False: an empty truth "
-        "predicted empty, iou ignored)",
-        _tgs_one,
-    ),
+    "05.1": Exercise("the competition's score of one tile from its masks: tgs_one(pred, truth)", _tgs_one),
     "05.2": Exercise("horizontal-flip TTA: hflip_tta(model, x) -> the averaged probabilities", _hflip_tta),
     "06.1": Exercise(
-        "the tiles each process takes per step with --batch-size 128 on 4 GPUs",
+        "the bytes of gradients DDP all-reduces per optimizer step for medium-reflect, "
+        "UNet(3, 1, (16, 32, 64, 128), padding='same', padding_mode='reflect'), in float32",
         lambda a: _number(
             a,
-            32,
-            "--batch-size is the global batch, split evenly over the processes.",
-            "128 / 4 = 32 tiles per GPU, and the gradients are averaged over all 128.",
+            482_033 * 4,
+            "One gradient per parameter (count them with models.count_parameters, or by hand), 4 bytes per float32.",
+            "482,033 parameters x 4 bytes = 1,928,132 bytes, about 1.9 MB per step in each direction: small next to the "
+            "activations, which is why data parallelism suits these U-Nets.",
         ),
     ),
     "06.2": Exercise(
-        "the optimizer steps in one epoch of 3,200 tiles with global batch 32 on 2 processes",
+        "the optimizer steps in one epoch of 2,400 tiles with global batch 32 on 2 processes",
         lambda a: _number(
             a,
-            100,
+            75,
             "Both processes take the same steps: count the global batches.",
-            "3,200 / 32 = 100: adding processes makes each step cheaper, not more numerous.",
+            "2,400 / 32 = 75: adding processes makes each step cheaper, not more numerous.",
         ),
     ),
     "07.1": Exercise(

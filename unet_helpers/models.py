@@ -32,6 +32,7 @@ from torch import nn
 
 PADDINGS = ("valid", "same")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+UPSAMPLINGS = ("transpose", "bilinear")
 
 # ---------------------------------------------------------------------------
 # Small building blocks shared by both networks
@@ -174,6 +175,39 @@ def _check_padding(padding: str) -> None:
         raise ValueError(f"unknown padding {padding!r}; use 'valid' (the paper's) or 'same'")
 
 
+def _check_config(
+    in_channels: int,
+    out_channels: int,
+    features: Sequence[int],
+    padding: str,
+    padding_mode: str,
+    upsample: str = "transpose",
+) -> tuple[int, ...]:
+    """The arguments of a configurable U-Net, checked; the features as a tuple of ints."""
+    _check_padding(padding)
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"unknown padding_mode {padding_mode!r}; use one of {', '.join(PADDING_MODES)}")
+    if padding == "valid" and padding_mode != "zeros":
+        raise ValueError("padding_mode only matters with padding='same'; leave it at 'zeros' for valid padding")
+    features = tuple(int(f) for f in features)
+    if len(features) < 2 or min(features) < 1:
+        raise ValueError(f"features must list at least 2 positive channel counts, got {features}")
+    if in_channels < 1 or out_channels < 1:
+        raise ValueError("in_channels and out_channels must be at least 1")
+    if upsample not in UPSAMPLINGS:
+        raise ValueError(f"unknown upsample {upsample!r}; use one of {', '.join(UPSAMPLINGS)}")
+    return features
+
+
+def _check_side(side: int, levels: int, padding: str) -> None:
+    """Raise ``ValueError`` naming the nearest sides that work if a U-Net cannot take ``side``."""
+    if padding == "same":
+        if side < 2 ** (levels - 1):
+            raise ValueError(_too_small_message(side, levels, "same"))
+    elif not is_valid_input_side(side, levels):
+        raise ValueError(_bad_side_message(side, levels))
+
+
 def _bad_side_message(side: int, levels: int) -> str:
     below, above = nearest_valid_input_sides(side, levels)
     if below is None:
@@ -293,13 +327,23 @@ class DoubleConv(nn.Sequential):
 class UpBlock(nn.Module):
     """Up-convolution, crop-and-concatenate with the skip connection, then a DoubleConv.
 
-    (N, 2C, h, w) and skip (N, C, H, W) -> (N, C, ...).
+    (N, 2C, h, w) and skip (N, C, H, W) -> (N, C, ...). ``upsample="bilinear"`` replaces the paper's 2x2
+    transposed convolution by bilinear upsampling and a 1x1 convolution (Odena et al., 2016): every output
+    pixel is then computed the same way, where the transposed convolution paints each 2x2 block with the
+    same four weights, a checkerboard (notebook 07 measures it).
     """
 
-    def __init__(self, c_in: int, c_out: int, padding: str, padding_mode: str, batch_norm: bool) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, padding: str, padding_mode: str, batch_norm: bool, upsample: str = "transpose"
+    ) -> None:
         super().__init__()
         self.padding = padding
-        self.up = nn.ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2)
+        if upsample == "transpose":
+            self.up = nn.ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2)
+        else:
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(c_in, c_out, 1)
+            )
         self.conv = DoubleConv(2 * c_out, c_out, padding, padding_mode, batch_norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -325,6 +369,8 @@ class UNet(nn.Module):
             "same" (the output has the input's side, any side >= 2**(levels-1)).
         padding_mode: how "same" convolutions pad the border: "zeros" or "reflect", ...
         batch_norm: add BatchNorm2d after each 3x3 convolution (not in the paper).
+        upsample: "transpose" (the paper's 2x2 up-convolution) or "bilinear" (bilinear upsampling and a
+            1x1 convolution, see :class:`UpBlock`).
 
     Shapes: (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = output_side(H) for
     valid padding, H' = H for same padding.
@@ -343,21 +389,13 @@ class UNet(nn.Module):
         padding: str = "valid",
         padding_mode: str = "zeros",
         batch_norm: bool = False,
+        upsample: str = "transpose",
     ) -> None:
         super().__init__()
-        _check_padding(padding)
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"unknown padding_mode {padding_mode!r}; use one of {', '.join(PADDING_MODES)}")
-        if padding == "valid" and padding_mode != "zeros":
-            raise ValueError("padding_mode only matters with padding='same'; leave it at 'zeros' for valid padding")
-        features = tuple(int(f) for f in features)
-        if len(features) < 2 or min(features) < 1:
-            raise ValueError(f"features must list at least 2 positive channel counts, got {features}")
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError("in_channels and out_channels must be at least 1")
+        features = _check_config(in_channels, out_channels, features, padding, padding_mode, upsample)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.features, self.padding = features, padding
-        self.padding_mode, self.batch_norm = padding_mode, batch_norm
+        self.padding_mode, self.batch_norm, self.upsample = padding_mode, batch_norm, upsample
         block = dict(padding=padding, padding_mode=padding_mode, batch_norm=batch_norm)
 
         # Down: one DoubleConv per level above the bottom.
@@ -366,7 +404,7 @@ class UNet(nn.Module):
         self.bottleneck = DoubleConv(features[-2], features[-1], **block)
         # Up: mirror the encoders, from the bottom level back to the top.
         self.decoders = nn.ModuleList(
-            UpBlock(c_in, c_out, **block) for c_in, c_out in zip(features[:0:-1], features[-2::-1])
+            UpBlock(c_in, c_out, **block, upsample=upsample) for c_in, c_out in zip(features[:0:-1], features[-2::-1])
         )
         self.head = nn.Conv2d(features[0], out_channels, kernel_size=1)
         # ceil_mode lets "same" networks take odd sides (101 -> 51 -> 26 -> 13).
@@ -384,11 +422,7 @@ class UNet(nn.Module):
 
     def check_side(self, side: int) -> None:
         """Raise ``ValueError`` naming the nearest sides that work if ``side`` does not."""
-        if self.padding == "same":
-            if side < 2 ** (self.levels - 1):
-                raise ValueError(_too_small_message(side, self.levels, "same"))
-        elif not is_valid_input_side(side, self.levels):
-            raise ValueError(_bad_side_message(side, self.levels))
+        _check_side(side, self.levels, self.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_channels)
@@ -413,7 +447,78 @@ class UNet(nn.Module):
             padding=self.padding,
             padding_mode=self.padding_mode,
             batch_norm=self.batch_norm,
-        )
+        ) | ({} if self.upsample == "transpose" else dict(upsample=self.upsample))
+
+
+# ---------------------------------------------------------------------------
+# 3. The same network as the recursion it is: a U-Net holds a smaller U-Net
+# ---------------------------------------------------------------------------
+
+
+class UNetLevel(nn.Module):
+    """A U-Net of depth ``len(features) - 1``, without its 1x1 head, defined by recursion.
+
+    Depth 0 is the bottleneck: one DoubleConv. A U-Net of depth d is a DoubleConv (``encode``),
+    then, on the pooled map, a U-Net of depth d - 1 (``inner``), then an up-convolution, the
+    concatenated skip and a DoubleConv (``decode``, an :class:`UpBlock`).
+    (N, c_in, H, W) -> (N, features[0], H', W'), H' as for :class:`UNet`.
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        features: Sequence[int],
+        padding: str,
+        padding_mode: str,
+        batch_norm: bool,
+        upsample: str = "transpose",
+    ) -> None:
+        super().__init__()
+        block = dict(padding=padding, padding_mode=padding_mode, batch_norm=batch_norm, upsample=upsample)
+        self.depth = len(features) - 1
+        self.encode = DoubleConv(c_in, features[0], padding, padding_mode, batch_norm)
+        if self.depth > 0:
+            self.pool = nn.MaxPool2d(2, 2, ceil_mode=(padding == "same"))
+            self.inner = UNetLevel(features[0], features[1:], **block)  # the smaller U-Net, one level down
+            self.decode = UpBlock(features[1], features[0], **block)  # up-convolution, skip, DoubleConv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.encode(x)
+        if self.depth == 0:
+            return skip  # the bottom of the U
+        return self.decode(self.inner(self.pool(skip)), skip)
+
+
+class RecursiveUNet(nn.Module):
+    """:class:`UNet` as a recursion: a :class:`UNetLevel` of depth ``len(features) - 1``, then the 1x1 head.
+
+    Same arguments as :class:`UNet`, same layers, registered in the same order (encoders top to
+    bottom, the bottleneck, decoders bottom to top, the head), so ``transfer_weights`` maps it onto
+    :class:`UNet` and :class:`UNetOriginal` and back, and their outputs are identical (tested).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        features: Sequence[int] = (64, 128, 256, 512, 1024),
+        padding: str = "valid",
+        padding_mode: str = "zeros",
+        batch_norm: bool = False,
+        upsample: str = "transpose",
+    ) -> None:
+        super().__init__()
+        self.features = _check_config(in_channels, out_channels, features, padding, padding_mode, upsample)
+        self.in_channels, self.padding = in_channels, padding
+        self.unet = UNetLevel(in_channels, self.features, padding, padding_mode, batch_norm, upsample)
+        self.head = nn.Conv2d(self.features[0], out_channels, kernel_size=1)
+        init_paper_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_channels)
+        for side in x.shape[-2:]:
+            _check_side(side, len(self.features), self.padding)
+        return self.head(self.unet(x))
 
 
 def transfer_weights(source: nn.Module, target: nn.Module) -> None:

@@ -11,6 +11,86 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from .models import feature_map_sides
 
+# One style for every figure of the series. At 100 dpi a figure up to NOTEBOOK_WIDTH inches wide is shown at its
+# own size in JupyterLab and Colab (900 px), so text set at 9-10 pt is read at 9-10 pt, not shrunk to fit.
+SERIES_STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 11,
+}
+NOTEBOOK_WIDTH = 9.0  # inches
+
+
+def salt_label(coverage: float) -> str:
+    """A tile's salt coverage for a title, never rounded to "0%" when there is salt or to "100%" when it is not all salt."""
+    if coverage in (0, 1):
+        return f"{coverage:.0%} salt"
+    percent = 100 * coverage
+    if percent < 1 or percent > 99:
+        digits = 1 if 0.1 <= percent <= 99.9 else 2
+        return f"{percent:.{digits}f}% salt"
+    return f"{percent:.0f}% salt"
+
+
+def use_series_style() -> None:
+    """Set the series' figure style (100 dpi, text of 9 pt and more); every notebook's config cell calls it."""
+    plt.rcParams.update(SERIES_STYLE)
+
+
+def draw_recursion(features: Sequence[int] = (64, 128, 256, 512, 1024), ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw a U-Net as the recursion it is: each box is a U-Net that holds a smaller one, down to the bottleneck.
+
+    Each box's top row reads left to right: its encoder block (two 3x3 convolutions) and a 2x2 max-pool
+    into the smaller U-Net below; the skip (dashed) crosses to the right, where the up-convolution's
+    output is concatenated with it and the decoder block runs.
+    """
+    levels = len(features)
+    ax = ax or plt.subplots(figsize=(NOTEBOOK_WIDTH, 0.8 * levels + 0.5))[1]
+    for level, channels in enumerate(features):
+        left, right, top, bottom = 0.7 * level, 10 - 0.7 * level, levels - level, -0.3 * (levels - 1 - level)
+        depth = levels - 1 - level
+        color = f"C{level}" if depth else "black"
+        ax.add_patch(
+            Rectangle(
+                (left, bottom),
+                right - left,
+                top - bottom,
+                facecolor="#f0f0f0" if depth == 0 else "none",
+                edgecolor=color,
+                lw=1.6,
+            )
+        )
+        if depth == 0:
+            ax.text(
+                5,
+                (top + bottom) / 2,
+                f"depth 0, the bottleneck: encode {channels}",
+                ha="center",
+                va="center",
+                fontsize=9,
+            )
+            continue
+        row = top - 0.45
+        ax.text(left + 0.1, row, f"depth {depth}: encode {channels}", color=color, fontsize=9, va="center")
+        ax.text(left + 0.1, row - 0.32, "pool, into the box below", color=color, fontsize=9, va="center")
+        ax.text(
+            right - 0.1, row, f"up-conv, concat, decode {channels}", color=color, fontsize=9, va="center", ha="right"
+        )
+        ax.annotate(
+            "", (right - 2.9, row), (left + 2.1, row), arrowprops=dict(arrowstyle="->", linestyle="--", color="grey")
+        )
+    ax.set_xlim(-0.1, 10.1)
+    ax.set_ylim(-0.3 * (levels - 1) - 0.1, levels + 0.1)
+    ax.set_axis_off()
+    ax.set_title("a U-Net of depth d holds a U-Net of depth d - 1 (dashed: the skip connection)", fontsize=10)
+    return ax
+
 
 def _to_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -40,17 +120,27 @@ def draw_unet(
     """
     levels = len(features)
     sides = dict(feature_map_sides(input_side, levels, padding))
-    ax = ax or plt.subplots(figsize=(13, 6.2))[1]
+    if ax is None:
+        fig = plt.figure(figsize=(NOTEBOOK_WIDTH, 5.2))
+        ax = fig.add_axes((0.0, 0.0, 1.0, 0.94))  # the whole width: 23 bars side by side need it
     step, width, gap = 1.0, 0.22, 0.35  # distance between bars, bar width, extra gap before an up-convolution
     scale = 2.2 / input_side  # bar height per pixel of side
     row = lambda level: -2.6 * (level - 1)  # noqa: E731  top of the bars of a level
-    label_size, side_size = 10, 8.5
+    label_size, side_size = 9, 9
+
+    labels: dict[int, tuple] = {}  # level -> (its last channel label, that bar's x, channels)
 
     def bar(x: float, level: int, side: int, channels: int) -> tuple[float, float]:
         top = row(level)
         h = max(side * scale, 0.1)
         ax.add_patch(Rectangle((x, top - h), width, h, facecolor="#c6dbef", edgecolor="black", lw=0.8))
-        ax.text(x + width / 2, top + 0.08, str(channels), ha="center", va="bottom", fontsize=label_size)
+        previous = labels.get(level)
+        if previous and previous[2] == channels and abs(previous[1] + step - x) < 1e-6:
+            # two neighbouring maps with the same channels: one label centred over both keeps wide numbers apart
+            previous[0].set_x((previous[1] + x + width) / 2)
+        else:
+            text = ax.text(x + width / 2, top + 0.08, str(channels), ha="center", va="bottom", fontsize=label_size)
+            labels[level] = (text, x, channels)
         ax.text(x + width / 2, top - h - 0.08, str(side), ha="center", va="top", fontsize=side_size, color="dimgrey")
         return x + width, top - h / 2
 
@@ -72,7 +162,6 @@ def draw_unet(
             last = bar(x, level, sides[f"{name}.conv{k}"], features[level - 1])
             x += step
         skips[level] = last
-        last = (last[0], row(level) - max(sides[f"{name}.conv2"] * scale, 0.1))  # the bar's lower right corner
     # Expansive path
     for level in range(levels - 1, 0, -1):
         x += gap
@@ -99,12 +188,12 @@ def draw_unet(
     ]
     for i, (label, color, style) in enumerate(legend):
         y = row(levels) - 0.3 + 0.42 * (len(legend) - 1 - i)
-        arrow((x - 2.6, y), (x - 1.9, y), color, style)
-        ax.text(x - 1.75, y, label, color="black", fontsize=label_size, va="center")
+        arrow((x - 3.3, y), (x - 2.6, y), color, style)
+        ax.text(x - 2.45, y, label, color="black", fontsize=label_size, va="center")
     ax.text(
-        -0.5,
+        0.0,
         row(levels) - 0.8,
-        "above a bar: its channels; below it (grey): the side of the map in pixels",
+        "above a bar (or a pair of bars): its channels; below it (grey): the side of the map in pixels",
         fontsize=side_size,
         va="center",
     )
@@ -154,40 +243,65 @@ def show_tiles(
     if predictions is not None:
         rows.append(("prediction", predictions, "gray"))
     n = len(images)
-    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(size * n, size * (len(rows) + 1)), squeeze=False)
+    size = min(size, NOTEBOOK_WIDTH / n)  # never wider than a notebook cell: the text stays at its size
+    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(size * n, size * (len(rows) + 1) + 0.3), squeeze=False)
     for r, (label, items, cmap) in enumerate(rows):
         for c in range(n):
             low, high = display_range(items[c]) if label == "image" else (0, 1)
             axes[r, c].imshow(_as_2d(items[c]), cmap=cmap, vmin=low, vmax=high)
-        axes[r, 0].set_ylabel(label, fontsize=8)
+        axes[r, 0].set_ylabel(label, fontsize=9)
     last = predictions if predictions is not None else masks
     for c in range(n):
         axes[-1, c].imshow(overlay(images[c], last[c], value_range=display_range(images[c])))
         if titles is not None:
-            axes[0, c].set_title(titles[c], fontsize=7)
-    axes[-1, 0].set_ylabel("overlay", fontsize=8)
+            axes[0, c].set_title(titles[c], fontsize=9)
+    axes[-1, 0].set_ylabel("overlay", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+        lines = suptitle.count("\n") + 1
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 * lines / fig.get_size_inches()[1]))  # room for the title above
+    else:
+        fig.tight_layout()
     return fig
 
 
-def plot_history(histories: dict[str, dict] | dict, metric: str = "val_tgs") -> plt.Figure:
+def plot_history(
+    histories: dict[str, dict] | dict, metric: str = "val_tgs", finetune_from: dict[str, int] | None = None
+) -> plt.Figure:
     """Loss curves (solid: train, dashed: validation) and a validation metric, one colour per run.
 
     ``histories`` is one history from ``engine.train`` or a {name: history} dict of several.
+    ``finetune_from`` gives, per run, the first epoch of a fine-tune stage with another loss: its losses
+    are drawn apart from the main stage's (they measure another thing) and a dotted line marks it.
     """
     if "epoch" in histories:
         histories = {"run": histories}
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3))
+    finetune_from = finetune_from or {}
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(NOTEBOOK_WIDTH, 3.8))
     for k, (name, h) in enumerate(histories.items()):
-        color = f"C{k}"
-        ax_loss.plot(h["epoch"], h["train_loss"], color=color, label=f"{name} train")
-        ax_loss.plot(h["epoch"], h["val_loss"], color=color, linestyle="--", label=f"{name} val")
-        ax_metric.plot(h["epoch"], h[metric], color=color, marker="o", markersize=3, label=name)
-    ax_loss.set_xlabel("epoch"), ax_loss.set_ylabel("loss"), ax_loss.legend(fontsize=6)
-    ax_metric.set_xlabel("epoch"), ax_metric.set_ylabel(metric), ax_metric.legend(fontsize=7)
+        color, epochs = f"C{k}", np.asarray(h["epoch"])
+        start = finetune_from.get(name, epochs.max() + 1)
+        for stage, part in (("", epochs < start), (" (Lovasz)", epochs >= start)):
+            if not part.any():
+                continue
+            width, marker = (1.5, None) if not stage else (2.5, "o")  # a one-epoch stage still shows, as a dot
+            ax_loss.plot(epochs[part], np.asarray(h["train_loss"])[part], color=color, lw=width, marker=marker)
+            ax_loss.plot(
+                epochs[part], np.asarray(h["val_loss"])[part], color=color, lw=width, linestyle="--", marker=marker
+            )
+        ax_metric.plot(epochs, h[metric], color=color, marker="o", markersize=3, label=name)
+        if name in finetune_from:
+            for ax in (ax_loss, ax_metric):
+                ax.axvline(start - 0.5, color=color, linestyle="-.", lw=1)
+    ax_loss.set_xlabel("epoch" + (" (dash-dot: the Lovasz fine-tune starts)" if finetune_from else ""))
+    ax_loss.set_ylabel("loss (solid: training, dashed: validation)")
+    ax_loss.set_title("training and validation loss" + (", Lovasz stage thick" if finetune_from else ""), fontsize=10)
+    label = {"val_tgs": "validation tgs_score", "val_iou": "validation IoU"}.get(metric, metric)
+    ax_metric.set_xlabel("epoch"), ax_metric.set_ylabel(label), ax_metric.legend(fontsize=9)
+    ax_metric.set_title(f"{label} (colours: the runs, in both panels)", fontsize=10)
+    for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     return fig

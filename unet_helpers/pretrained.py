@@ -136,7 +136,7 @@ def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: st
     """
     from .data import TGSSource, get_tgs_salt  # here: get_tgs_salt prints a banner and may write the stand-in
     from .metrics import tgs_score_per_image
-    from .plots import show_tiles
+    from .plots import salt_label, show_tiles
 
     model, card = load_pretrained(name, device)
     source = data if isinstance(data, TGSSource) else get_tgs_salt(data)
@@ -146,7 +146,7 @@ def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: st
     probs = predict_tiles(model, card["recipe"], tiles, device, tta=post["tta"])
     masks = to_masks(probs, post["threshold"], post["min_area"])
     per_tile = tgs_score_per_image(masks, tiles.masks)
-    titles = [f"{c:.0%} salt, score {s:.2f}" for c, s in zip(tiles.coverage, per_tile)]
+    titles = [f"{salt_label(c)}\nscore {s:.2f}" for c, s in zip(tiles.coverage, per_tile)]
     scores = score_tiles(probs, tiles.masks, post["threshold"], post["min_area"])
     result = f"tgs_score {scores['tgs']:.3f} (predicting no salt anywhere: {scores['empty_baseline']:.3f})"
     kind = "synthetic" if source.synthetic else "real"

@@ -9,16 +9,20 @@ from __future__ import annotations
 import torch
 
 SOLUTIONS: dict = {
-    "01.1": (572 - 2 - 2) // 2,
-    "01.2": 128 * (3 * 3 * 64 + 1),
+    # 01.1: a 3x3 convolution costs out_side**2 x C_out x C_in x 9; the up-convolution out_side**2 x C_out x C_in
+    "01.1": 282**2 * 128 * 64 * 9
+    + 280**2 * 128 * 128 * 9
+    + 200**2 * 128 * 256
+    + 198**2 * 128 * 256 * 9
+    + 196**2 * 128 * 128 * 9,
+    "01.2": 44,
     "01.3": 4,
-    "02.1": 144,
     "02.2": 16 * 1 + 1,
     "03.1": "2 2 7 3",
     "03.2": 112,
-    "04.2": 2400 // 32,
-    "06.1": 128 // 4,
-    "06.2": 3200 // 32,
+    "04.2": 1 - 1 / (0.1 * 101 * 101 + 1),
+    "06.1": 482_033 * 4,
+    "06.2": 2400 // 32,
     "07.1": 18,
 }
 
@@ -29,12 +33,22 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
 
 
-def tgs_one(iou: float, has_salt: bool) -> float:
-    """05.1: the competition's score of one tile from its IoU."""
-    if not has_salt:
-        return 1.0
-    thresholds = [0.5 + 0.05 * k for k in range(10)]
-    return sum(iou > round(t, 2) for t in thresholds) / len(thresholds)
+def level_forward(level: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """02.1: a UNetLevel's forward pass as the recursion: encode, then (above the bottleneck) the smaller U-Net."""
+    skip = level.encode(x)
+    if level.depth == 0:
+        return skip
+    return level.decode(level_forward(level.inner, level.pool(skip)), skip)
+
+
+def tgs_one(pred, truth) -> float:
+    """05.1: the competition's score of one tile from its predicted and true 0/1 masks."""
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    if not truth.any():
+        return float(not pred.any())
+    iou = (pred & truth).sum() / (pred | truth).sum()
+    thresholds = [round(0.5 + 0.05 * k, 2) for k in range(10)]
+    return sum(iou > t for t in thresholds) / len(thresholds)
 
 
 def hflip_tta(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -48,4 +62,4 @@ def zero_skip(module: torch.nn.Module, args: tuple) -> tuple:
     return x, torch.zeros_like(skip)
 
 
-SOLUTIONS.update({"04.1": dice_loss, "05.1": tgs_one, "05.2": hflip_tta, "07.2": zero_skip})
+SOLUTIONS.update({"02.1": level_forward, "04.1": dice_loss, "05.1": tgs_one, "05.2": hflip_tta, "07.2": zero_skip})

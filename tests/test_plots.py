@@ -1,0 +1,94 @@
+"""The series' figures: one style, readable at notebook width, and titles that do not round the truth away."""
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from unet_helpers.plots import (  # noqa: E402
+    NOTEBOOK_WIDTH,
+    draw_recursion,
+    draw_unet,
+    plot_history,
+    salt_label,
+    show_tiles,
+    use_series_style,
+)
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("0*.ipynb"))
+
+
+def test_the_series_style_is_at_least_100_dpi_with_text_of_9_pt():
+    use_series_style()
+    assert plt.rcParams["figure.dpi"] >= 100 and plt.rcParams["savefig.dpi"] >= 100
+    for key in (
+        "font.size",
+        "axes.titlesize",
+        "axes.labelsize",
+        "xtick.labelsize",
+        "ytick.labelsize",
+        "legend.fontsize",
+    ):
+        assert float(plt.rcParams[key]) >= 9, key
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_uses_the_series_style_and_no_text_below_9_pt(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    config = "".join(cells[2]["source"])
+    assert "use_series_style()" in config and "figure.dpi" not in config
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert not re.search(r"fontsize=[1-8](\.\d+)?\b", code)
+    widths = [float(w) for w in re.findall(r"figsize=\(([\d.]+)", code)]
+    assert all(w <= NOTEBOOK_WIDTH for w in widths), widths  # wider figures are shrunk to fit, and their text with them
+
+
+def test_figures_of_the_package_fit_a_notebook_cell():
+    use_series_style()
+    for figure in (
+        show_tiles(np.zeros((8, 101, 101), np.uint8), np.zeros((8, 101, 101))),
+        draw_unet().figure,
+        draw_recursion().figure,
+        plot_history(
+            {"a": dict(epoch=[1, 2, 3], train_loss=[1, 0.5, 0.9], val_loss=[1, 0.6, 0.8], val_tgs=[0.4, 0.5, 0.6])}
+        ),
+    ):
+        assert figure.get_size_inches()[0] <= NOTEBOOK_WIDTH + 1e-6
+        plt.close(figure)
+
+
+def test_a_fine_tune_stage_is_marked_and_epochs_are_whole_numbers():
+    history = dict(
+        epoch=[1, 2, 3, 4],
+        train_loss=[0.5, 0.4, 0.9, 0.8],
+        val_loss=[0.5, 0.45, 0.85, 0.8],
+        val_tgs=[0.4, 0.5, 0.6, 0.65],
+    )
+    figure = plot_history({"strong": history}, finetune_from={"strong": 3})
+    loss_axes = figure.axes[0]
+    assert [line.get_xdata()[0] for line in loss_axes.lines if line.get_linestyle() == "-."] == [2.5]
+    assert len([line for line in loss_axes.lines if line.get_linestyle() != "-."]) == 4  # two stages x train and val
+    assert all(float(t).is_integer() for t in loss_axes.get_xticks())
+    plt.close(figure)
+
+
+@pytest.mark.parametrize(
+    "coverage, label",
+    [
+        (0.0, "0% salt"),
+        (1.0, "100% salt"),
+        (0.0004, "0.04% salt"),
+        (0.004, "0.4% salt"),
+        (0.5, "50% salt"),
+        (0.996, "99.6% salt"),
+        (0.9999, "99.99% salt"),
+    ],
+)
+def test_salt_labels_never_round_salt_to_0_or_100(coverage, label):
+    assert salt_label(coverage) == label
