@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_loader import PerItemPNGDataset  # noqa: E402
 
 from unet_helpers.data import TGSSaltDataset, get_tgs_salt, load_tgs_split  # noqa: E402
+from unet_helpers.data.device_batches import DeviceBatches
 from unet_helpers.engine import amp_dtype_for, keep_freed_memory, train_step  # noqa: E402
 from unet_helpers.losses import BCEWithLogitsLoss, make_loss  # noqa: E402
 from unet_helpers.models import UNet  # noqa: E402
@@ -52,8 +53,13 @@ def measure_training(
     bf16: bool = False,
     compile_: bool = False,
     keep_memory: bool = True,
+    device_batches: bool = False,
 ) -> dict:
-    """One timed epoch of ``images`` images (after a warm-up epoch); ``way`` is a recipe name or "earlier"."""
+    """One timed epoch of ``images`` images (after a warm-up epoch); ``way`` is a recipe name or "earlier".
+
+    ``device_batches``: the tiles live on the device and each batch is drawn and augmented there
+    (``DeviceBatches``, the trainer's ``--device-batches``) instead of coming out of a DataLoader.
+    """
     root = get_tgs_salt(verbose=False).root
     torch.manual_seed(0)
     started = time.perf_counter()
@@ -77,8 +83,12 @@ def measure_training(
             size=recipe.size,
             side=side or recipe.side,
             augment=recipe.augment,
+            strong_augment=recipe.strong_augment,
         )
-        loader = DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, pin_memory=device.type == "cuda")
+        if device_batches:
+            loader = DeviceBatches(dataset, recipe.batch_size, device)
+        else:
+            loader = DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, pin_memory=device.type == "cuda")
     setup = time.perf_counter() - started
     amp_dtype = torch.bfloat16 if bf16 else amp_dtype_for(device)
     if channels_last:
@@ -205,6 +215,9 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="measure each CPU setting for medium-reflect")
     parser.add_argument("--inference", action="store_true", help="milliseconds per tile at batch 1 and 64")
     parser.add_argument("--compile", action="store_true", help="with --variants: also torch.compile (slow to compile)")
+    parser.add_argument(
+        "--device-batches", action="store_true", help="also time batches drawn on the device (always on a GPU)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one measurement, in a child process
     args = parser.parse_args()
     device = get_device()
@@ -274,6 +287,8 @@ def main() -> None:
             f"  ratio {r['images_per_s'] / earlier['images_per_s']:.2f}x"
         )
     ways = [("1 process", dict(kind="training"))]
+    if device.type == "cuda" or args.device_batches:  # the GPU path: batches drawn and augmented on the device
+        ways.append(("1 process, batches on the device", dict(kind="training", device_batches=True)))
     if device.type == "cpu":  # what `python -m unet_helpers.train` does here by itself (--processes auto)
         ways.append(("2 processes x 1 thread (DDP)", dict(kind="ddp", processes=2)))
     for name in RECIPES:

@@ -336,6 +336,23 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
 
 
+def average_weights(state_dicts: list[dict]) -> dict:
+    """The mean of several snapshots of one network, tensor by tensor (BatchNorm's counters from the last one).
+
+    Averaging the weights of snapshots taken at the ends of cosine cycles (snapshot or "weight" averaging,
+    Izmailov et al., 2018) gives one network near the centre of the region the snapshots explored. Its
+    BatchNorm statistics no longer match its weights: recompute them (``recalibrate_batch_norm``) before use.
+    """
+    if not state_dicts:
+        raise ValueError("no snapshots to average")
+    return {
+        key: torch.stack([sd[key].float() for sd in state_dicts]).mean(0).to(value.dtype)
+        if value.is_floating_point()
+        else value
+        for key, value in state_dicts[-1].items()
+    }
+
+
 def save_checkpoint(path: str | Path, **content) -> None:
     """Write a checkpoint atomically: an interruption while saving never leaves a broken file."""
     path = Path(path)
@@ -387,7 +404,8 @@ def load_checkpoint(
         # Main stages saved before their configs left out the fine-tune settings (which they never used) still resume.
         saved_config = {k: v for k, v in saved_config.items() if k in config or not k.startswith("finetune_")}
         # Options added since the checkpoint was written were off then: a new option left off still resumes it.
-        saved_config = {**{k: False for k, v in config.items() if v is False and k not in saved_config}, **saved_config}
+        off = {k: v for k, v in config.items() if k not in saved_config and (v is False or v is None or v == 0)}
+        saved_config = {**off, **saved_config}
     if config is not None and saved_config not in (None, config):
         changed = {k for k in set(config) | set(saved_config) if config.get(k) != saved_config.get(k)}
         raise CheckpointError(
@@ -529,8 +547,10 @@ def train(
             # Each rank draws its own augmentations; seeding per epoch keeps a resume with another
             # number of processes well defined.
             seed_everything(seed + 1000 * epoch + rank)
-        if isinstance(train_loader.sampler, DistributedSampler):
+        if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
             train_loader.sampler.set_epoch(epoch)  # a new shuffle every epoch, the same on every rank
+        elif hasattr(train_loader, "set_epoch"):  # DeviceBatches: the same, on the device
+            train_loader.set_epoch(epoch)
         train_loss = train_step(
             model, train_loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last, progress
         )

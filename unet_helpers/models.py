@@ -324,6 +324,60 @@ class DoubleConv(nn.Sequential):
         super().__init__(*layers)
 
 
+class ResidualDoubleConv(nn.Module):
+    """DoubleConv with a shortcut: ReLU(conv-BN-ReLU-conv-BN(x) + shortcut(x)), the shortcut a 1x1 convolution
+    when the channels change (He et al., 2016). Same padding only. (N, C_in, H, W) -> (N, C_out, H, W).
+    """
+
+    def __init__(self, c_in: int, c_out: int, padding: str, padding_mode: str, batch_norm: bool) -> None:
+        super().__init__()
+        if padding != "same":
+            raise ValueError("residual blocks need padding='same': the shortcut must keep the side")
+        norm = (lambda: nn.BatchNorm2d(c_out)) if batch_norm else nn.Identity  # noqa: E731
+        conv = lambda a, b: nn.Conv2d(a, b, 3, padding=1, padding_mode=padding_mode, bias=not batch_norm)  # noqa: E731
+        self.body = nn.Sequential(conv(c_in, c_out), norm(), nn.ReLU(inplace=True), conv(c_out, c_out), norm())
+        self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1), norm())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class SCSE(nn.Module):
+    """Concurrent spatial and channel squeeze & excitation (Roy, Navab, Wachinger, 2018).
+
+    Two gates in (0, 1), added: one per channel from the map's global average (which channels matter here),
+    one per pixel from a 1x1 convolution (where to look). (N, C, H, W) -> (N, C, H, W).
+    """
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.channel_gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+        )
+        self.pixel_gate = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.channel_gate(x)) + x * torch.sigmoid(self.pixel_gate(x))
+
+
+def conv_block(
+    c_in: int,
+    c_out: int,
+    padding: str,
+    padding_mode: str,
+    batch_norm: bool,
+    block: str = "double",
+    attention: str | None = None,
+) -> nn.Module:
+    """The block of every level: a DoubleConv (the paper) or a ResidualDoubleConv, optionally followed by scSE."""
+    layers = (DoubleConv if block == "double" else ResidualDoubleConv)(c_in, c_out, padding, padding_mode, batch_norm)
+    return layers if attention is None else nn.Sequential(layers, SCSE(c_out))
+
+
 class UpBlock(nn.Module):
     """Up-convolution, crop-and-concatenate with the skip connection, then a DoubleConv.
 
@@ -334,7 +388,15 @@ class UpBlock(nn.Module):
     """
 
     def __init__(
-        self, c_in: int, c_out: int, padding: str, padding_mode: str, batch_norm: bool, upsample: str = "transpose"
+        self,
+        c_in: int,
+        c_out: int,
+        padding: str,
+        padding_mode: str,
+        batch_norm: bool,
+        upsample: str = "transpose",
+        block: str = "double",
+        attention: str | None = None,
     ) -> None:
         super().__init__()
         self.padding = padding
@@ -344,7 +406,7 @@ class UpBlock(nn.Module):
             self.up = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(c_in, c_out, 1)
             )
-        self.conv = DoubleConv(2 * c_out, c_out, padding, padding_mode, batch_norm)
+        self.conv = conv_block(2 * c_out, c_out, padding, padding_mode, batch_norm, block, attention)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
@@ -371,6 +433,10 @@ class UNet(nn.Module):
         batch_norm: add BatchNorm2d after each 3x3 convolution (not in the paper).
         upsample: "transpose" (the paper's 2x2 up-convolution) or "bilinear" (bilinear upsampling and a
             1x1 convolution, see :class:`UpBlock`).
+        block: "double" (two 3x3 convolutions, the paper) or "residual" (:class:`ResidualDoubleConv`).
+        attention: None, or "scse" after every block (:class:`SCSE`).
+        hypercolumn: the head sees every decoder level's output, upsampled to full size and concatenated,
+            instead of the top level's alone (Hariharan et al., 2015).
 
     Shapes: (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = output_side(H) for
     valid padding, H' = H for same padding.
@@ -390,23 +456,33 @@ class UNet(nn.Module):
         padding_mode: str = "zeros",
         batch_norm: bool = False,
         upsample: str = "transpose",
+        block: str = "double",
+        attention: str | None = None,
+        hypercolumn: bool = False,
     ) -> None:
         super().__init__()
         features = _check_config(in_channels, out_channels, features, padding, padding_mode, upsample)
+        if block not in ("double", "residual") or attention not in (None, "scse"):
+            raise ValueError(
+                f"block must be 'double' or 'residual' and attention None or 'scse', got {block!r}, {attention!r}"
+            )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.features, self.padding = features, padding
         self.padding_mode, self.batch_norm, self.upsample = padding_mode, batch_norm, upsample
-        block = dict(padding=padding, padding_mode=padding_mode, batch_norm=batch_norm)
+        self.block, self.attention, self.hypercolumn = block, attention, hypercolumn
+        block = dict(
+            padding=padding, padding_mode=padding_mode, batch_norm=batch_norm, block=block, attention=attention
+        )
 
         # Down: one DoubleConv per level above the bottom.
         channels_in = (in_channels,) + features[:-2]
-        self.encoders = nn.ModuleList(DoubleConv(c_in, c, **block) for c_in, c in zip(channels_in, features[:-1]))
-        self.bottleneck = DoubleConv(features[-2], features[-1], **block)
+        self.encoders = nn.ModuleList(conv_block(c_in, c, **block) for c_in, c in zip(channels_in, features[:-1]))
+        self.bottleneck = conv_block(features[-2], features[-1], **block)
         # Up: mirror the encoders, from the bottom level back to the top.
         self.decoders = nn.ModuleList(
             UpBlock(c_in, c_out, **block, upsample=upsample) for c_in, c_out in zip(features[:0:-1], features[-2::-1])
         )
-        self.head = nn.Conv2d(features[0], out_channels, kernel_size=1)
+        self.head = nn.Conv2d(sum(features[:-1]) if hypercolumn else features[0], out_channels, kernel_size=1)
         # ceil_mode lets "same" networks take odd sides (101 -> 51 -> 26 -> 13).
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=(padding == "same"))
         init_paper_(self)
@@ -434,8 +510,13 @@ class UNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
+        levels = []
         for decoder, skip in zip(self.decoders, reversed(skips)):  # expansive path
             x = decoder(x, skip)
+            levels.append(x)
+        if self.hypercolumn:  # every decoder level, upsampled to the top level's size, side by side
+            size = x.shape[-2:]
+            x = torch.cat([F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in levels], dim=1)
         return self.head(x)
 
     def config(self) -> dict:
@@ -447,7 +528,13 @@ class UNet(nn.Module):
             padding=self.padding,
             padding_mode=self.padding_mode,
             batch_norm=self.batch_norm,
-        ) | ({} if self.upsample == "transpose" else dict(upsample=self.upsample))
+        ) | {  # the levers, only when used: cards and checkpoints of the plain networks stay as they were
+            key: value
+            for key, value in dict(
+                upsample=self.upsample, block=self.block, attention=self.attention, hypercolumn=self.hypercolumn
+            ).items()
+            if value not in ("transpose", "double", None, False)
+        }
 
 
 # ---------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: st
 
 def _best_checkpoint(run: Path) -> tuple[Path, dict]:
     """The checkpoint the run would ship: the best validation tgs_score of the main and fine-tune stages."""
-    candidates = [p for p in (run / "best.pt", run / "finetune" / "best.pt") if p.is_file()]
+    candidates = [p for p in (run / "best.pt", run / "averaged.pt", run / "finetune" / "best.pt") if p.is_file()]
     if not candidates:
         raise CheckpointError(f"{run} holds no best.pt; train first (python -m unet_helpers.train ... --out {run})")
     loaded = [(p, torch.load(p, map_location="cpu", weights_only=True)) for p in candidates]

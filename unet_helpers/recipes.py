@@ -15,7 +15,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .data import TGSSaltDataset
-from .engine import ShardSampler, load_checkpoint, rank_and_world, train, unwrap
+from .data.device_batches import DeviceBatches
+from .engine import (
+    ShardSampler,
+    amp_dtype_for,
+    average_weights,
+    eval_step,
+    load_checkpoint,
+    rank_and_world,
+    recalibrate_batch_norm,
+    save_checkpoint,
+    train,
+    unwrap,
+)
 from .losses import make_loss
 from .models import UNet, input_side_for_output
 from .utils import seed_everything
@@ -35,12 +47,14 @@ class Recipe:
     optimizer: str = "adam"  # "adam" or "adamw"
     lr: float = 1e-4
     weight_decay: float = 1e-5
-    scheduler: str = "plateau"  # "plateau" (ReduceLROnPlateau on the val loss), "cosine" or "none"
+    scheduler: str = "plateau"  # "plateau" (ReduceLROnPlateau on the val loss), "cosine", "cosine_restarts" or "none"
     epochs: int = 30
     batch_size: int = 32
     finetune_loss: str | None = None  # a second stage with another loss (the Lovasz hinge), from the best weights
     finetune_epochs: int = 0
     finetune_lr: float = 3e-4
+    cycle_epochs: int = 0  # cosine_restarts: the epochs of each cycle (0: one cycle, the whole stage)
+    snapshot_average: bool = False  # average the main stage's weights at the end of every cycle (see run_recipe)
 
     def config(self) -> dict:
         return asdict(self)
@@ -145,6 +159,10 @@ def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, epochs: in
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
     if recipe.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    if recipe.scheduler == "cosine_restarts":  # warm restarts: the rate falls along a cosine, then jumps back up
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=max(recipe.cycle_epochs or epochs, 1)
+        )
     return None
 
 
@@ -164,6 +182,7 @@ def make_loaders(
     num_workers: int = 0,
     pin_memory: bool = False,
     seed: int = 0,
+    device_batches: torch.device | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     """Loaders whose global batches are the same for one process and for N under torchrun.
 
@@ -176,7 +195,19 @@ def make_loaders(
         raise ValueError(f"the batch size {recipe.batch_size} must be divisible by the {world} processes")
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     per_rank = recipe.batch_size // world
-    train_loader = DataLoader(
+    if device_batches is not None:  # drawn and augmented on that device, no DataLoader (see DeviceBatches)
+        train_loader = DeviceBatches(
+            train_ds,
+            per_rank,
+            device_batches,
+            seed,
+            drop_last=len(train_ds) // world > per_rank,
+            rank=rank,
+            world=world,
+        )
+    else:
+        train_loader = None
+    train_loader = train_loader or DataLoader(
         train_ds,
         batch_size=per_rank,
         sampler=sampler,
@@ -189,6 +220,38 @@ def make_loaders(
         val_ds, batch_size=2 * per_rank, sampler=val_sampler, num_workers=num_workers, pin_memory=pin_memory
     )
     return train_loader, val_loader
+
+
+def _use_snapshot_average(
+    recipe, model, snapshots, run_dir, train_loader, val_loader, device, amp, channels_last, config, verbose
+) -> None:
+    """Average the cycle-end snapshots into ``model`` when that beats the best single epoch on validation.
+
+    The average is written to ``run_dir/averaged.pt`` (a checkpoint like best.pt, which export considers too).
+    """
+    paths = sorted(snapshots.glob("epoch*.pt"))
+    if len(paths) < 2:
+        return
+    rank, _ = rank_and_world()
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    averaged = average_weights([torch.load(p, map_location="cpu", weights_only=True)["model"] for p in paths])
+    unwrap(model).load_state_dict(averaged)
+    amp_dtype = amp_dtype_for(device, amp)
+    recalibrate_batch_norm(model, train_loader, device, 20, amp_dtype, channels_last)  # statistics for these weights
+    scores = eval_step(model, val_loader, make_loss(recipe.loss), device, amp_dtype, channels_last)
+    if verbose and rank == 0:
+        print(
+            f"average of {len(paths)} snapshots (epochs {', '.join(p.stem[5:].lstrip('0') for p in paths)}): "
+            f"val tgs {scores['tgs']:.4f} against {best['best_score']:.4f} for the best single epoch",
+            flush=True,
+        )
+    if scores["tgs"] > best["best_score"] and rank == 0:
+        save_checkpoint(
+            run_dir / "averaged.pt",
+            **{**best, "model": unwrap(model).state_dict(), "best_score": scores["tgs"], "config": config},
+        )
+    if scores["tgs"] <= best["best_score"]:
+        load_checkpoint(run_dir / "best.pt", unwrap(model))
 
 
 def run_recipe(
@@ -208,6 +271,7 @@ def run_recipe(
     keep_memory: bool = True,
     extra_config: dict | None = None,
     on_epoch_end: Callable[[str, int, dict], None] | None = None,
+    device_batches: bool = False,
 ) -> tuple[torch.nn.Module, dict]:
     """Train a recipe (and its fine-tune stage); return the best model and the joined history.
 
@@ -218,7 +282,9 @@ def run_recipe(
     """
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
-    train_loader, val_loader = make_loaders(recipe, train_ds, val_ds, num_workers, device.type == "cuda", seed)
+    train_loader, val_loader = make_loaders(
+        recipe, train_ds, val_ds, num_workers, device.type == "cuda", seed, device if device_batches else None
+    )
     seed_everything(seed)  # the same initial weights for the same seed, in one process or several
     model = build_model(recipe).to(device)
     if channels_last:
@@ -232,8 +298,17 @@ def run_recipe(
     # main stage be resumed with a longer (or another) fine-tune stage instead of being trained again.
     main_config = {k: v for k, v in config.items() if not k.startswith("finetune_")}
 
+    snapshots = run_dir / "snapshots"  # the main stage's weights at the end of every cosine cycle
+    cycle = recipe.cycle_epochs or recipe.epochs
+
     def callback(stage):
-        return None if on_epoch_end is None else (lambda epoch, history: on_epoch_end(stage, epoch, history))
+        def on_end(epoch, history):
+            if stage == "main" and recipe.snapshot_average and epoch % cycle == 0 and rank == 0:
+                save_checkpoint(snapshots / f"epoch{epoch:03d}.pt", model=unwrap(model).state_dict(), epoch=epoch)
+            if on_epoch_end is not None:
+                on_epoch_end(stage, epoch, history)
+
+        return on_end
 
     optimizer = build_optimizer(recipe, model)
     two_stages = recipe.has_finetune
@@ -262,6 +337,20 @@ def run_recipe(
         stage="main" if two_stages else "",
     )
     load_checkpoint(run_dir / "best.pt", unwrap(model))
+    if recipe.snapshot_average:
+        _use_snapshot_average(
+            recipe,
+            model,
+            snapshots,
+            run_dir,
+            train_loader,
+            val_loader,
+            device,
+            amp,
+            channels_last,
+            main_config,
+            verbose,
+        )
     if two_stages:
         if verbose and rank == 0:
             print(

@@ -35,7 +35,7 @@ from .data import TGSDataError, coverage_class, layout_problems, load_tgs_split,
 from .data.files import get_data_hint
 from .engine import CheckpointError, rank_and_world
 from .losses import LOSSES
-from .models import PADDING_MODES, PADDINGS
+from .models import PADDING_MODES, PADDINGS, UPSAMPLINGS
 from .recipes import RECIPES, build_model, fitting_side, make_datasets, run_recipe
 
 
@@ -89,6 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm after each convolution"
     )
+    g.add_argument(
+        "--upsample",
+        choices=UPSAMPLINGS,
+        default=None,
+        help="transpose (the paper's 2x2 up-convolution) or bilinear (bilinear upsampling + a 1x1 convolution)",
+    )
+    g.add_argument(
+        "--block",
+        choices=("double", "residual"),
+        default=None,
+        help="two 3x3 convolutions, or the same with a shortcut",
+    )
+    g.add_argument(
+        "--attention", choices=("none", "scse"), default=None, help="scse: channel and spatial gates after every block"
+    )
+    g.add_argument(
+        "--hypercolumn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the head sees every decoder level, upsampled and concatenated",
+    )
     g.add_argument("--size", choices=("pad", "resize", "none"), default=None, help="how tiles reach the network's side")
     g.add_argument(
         "--side",
@@ -113,9 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, default=None, help="weight decay of the optimizer")
     g.add_argument(
         "--scheduler",
-        choices=("plateau", "cosine", "none"),
+        choices=("plateau", "cosine", "cosine_restarts", "none"),
         default=None,
-        help="plateau: ReduceLROnPlateau on the validation loss; cosine: cosine annealing",
+        help="plateau: ReduceLROnPlateau on the validation loss; cosine: cosine annealing; cosine_restarts: "
+        "cosine cycles of --cycle-epochs, each ending in a restart",
+    )
+    g.add_argument(
+        "--cycle-epochs",
+        type=int,
+        default=None,
+        help="with cosine_restarts: epochs per cycle (default: the whole stage)",
+    )
+    g.add_argument(
+        "--snapshot-average",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with cosine_restarts: average the weights saved at the end of every cycle, kept when it beats the best "
+        "single epoch on validation (averaged.pt)",
     )
     g.add_argument(
         "--epochs",
@@ -141,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="start again even if --out already holds a run")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available")
     g.add_argument("--no-amp", action="store_true", help="train in float32 even on a GPU")
+    g.add_argument(
+        "--device-batches",
+        action="store_true",
+        help="keep the training tiles on the device and draw and augment every batch there, without DataLoader "
+        "workers (for a GPU, whose epochs a CPU-side loader paces; works on a CPU too)",
+    )
     g.add_argument("--no-channels-last", action="store_true", help="keep the default (N, C, H, W) memory format")
     g.add_argument(
         "--no-keep-memory",
@@ -255,9 +296,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def recipe_from_args(args: argparse.Namespace):
     recipe = RECIPES[args.recipe]
     model = dict(recipe.model)
-    for key in ("features", "padding", "padding_mode", "batch_norm"):
+    for key in ("features", "padding", "padding_mode", "batch_norm", "upsample", "block", "attention", "hypercolumn"):
         if getattr(args, key) is not None:
             model[key] = getattr(args, key)
+    if model.get("attention") == "none":
+        model.pop("attention")  # the plain network
     if model.get("padding") == "valid":
         model.pop("padding_mode", None)  # valid convolutions have no border to fill
     overrides = {
@@ -277,6 +320,8 @@ def recipe_from_args(args: argparse.Namespace):
             "finetune_loss",
             "finetune_epochs",
             "finetune_lr",
+            "cycle_epochs",
+            "snapshot_average",
         )
         if getattr(args, k) is not None
     }
@@ -307,6 +352,10 @@ def check_numbers(args: argparse.Namespace, recipe) -> None:
     for name, value in (("--lr", recipe.lr), ("--finetune-lr", recipe.finetune_lr)):
         if not value > 0:
             raise UsageError(f"{name} must be above 0, got {value}")
+    if recipe.cycle_epochs < 0:
+        raise UsageError(f"--cycle-epochs must be 0 or more, got {recipe.cycle_epochs}")
+    if recipe.snapshot_average and recipe.scheduler != "cosine_restarts":
+        raise UsageError("--snapshot-average averages the ends of cosine cycles: add --scheduler cosine_restarts")
     if recipe.weight_decay < 0:
         raise UsageError(f"--weight-decay must be 0 or more, got {recipe.weight_decay}")
     if not 0 < args.val_fraction < 1:
@@ -321,6 +370,8 @@ def check_numbers(args: argparse.Namespace, recipe) -> None:
             f"--finetune-epochs {recipe.finetune_epochs} needs a fine-tune loss: the recipe {recipe.name} has none; "
             "add --finetune-loss lovasz"
         )
+    if recipe.model.get("block") == "residual" and recipe.model.get("padding", "valid") == "valid":
+        raise UsageError("--block residual needs --padding same: a shortcut must keep the side")
     if recipe.size != "none" and recipe.side < 101:
         raise UsageError(f"--side must be at least 101 to {recipe.size} a 101x101 tile, got {recipe.side}")
     if recipe.model.get("padding", "valid") == "valid" and recipe.size != "none":
@@ -578,6 +629,7 @@ def run(args: argparse.Namespace) -> dict:
         amp=not args.no_amp,
         channels_last=not args.no_channels_last,
         keep_memory=not args.no_keep_memory,
+        device_batches=args.device_batches,
         extra_config=extra,
         on_epoch_end=save_history,
     )

@@ -1,0 +1,135 @@
+"""What the TGS Salt winners added to a U-Net, each as a few lines of the package (issue 20's levers)."""
+
+import pytest
+import torch
+from torch import nn
+
+from unet_helpers import train as train_cli
+from unet_helpers.data import make_synthetic_tgs
+from unet_helpers.losses import LovaszHingeLoss, SymmetricLovaszLoss, make_loss
+from unet_helpers.models import SCSE, ResidualDoubleConv, UNet, count_parameters, transfer_weights
+
+
+def test_the_symmetric_lovasz_loss_scores_salt_and_sediment_alike():
+    torch.manual_seed(0)
+    logits, target = torch.randn(3, 1, 12, 12), (torch.rand(3, 1, 12, 12) > 0.6).float()
+    lovasz = LovaszHingeLoss()
+    expected = (lovasz(logits, target) + lovasz(-logits, 1 - target)) / 2
+    assert torch.allclose(make_loss("lovasz_symmetric")(logits, target), expected)
+    # swapping what is salt and what is sediment (and the logits' sign) leaves it unchanged
+    assert torch.allclose(SymmetricLovaszLoss()(-logits, 1 - target), expected)
+    confident = 5 * (2 * target - 1)  # right everywhere, past the margin
+    assert SymmetricLovaszLoss()(confident, target) == 0
+
+
+def test_scse_gates_channels_and_pixels_with_values_between_0_and_1():
+    torch.manual_seed(0)
+    x = torch.rand(2, 8, 10, 10)
+    gated = SCSE(8)(x)
+    assert gated.shape == x.shape
+    assert (gated >= 0).all() and (gated <= 2 * x + 1e-6).all()  # x * (a + b) with a, b in (0, 1)
+    x[:, 3] = 0
+    assert (SCSE(8)(x)[:, 3] == 0).all()  # a gate scales; it cannot make a dead channel speak
+
+
+def test_a_residual_block_adds_its_shortcut():
+    torch.manual_seed(0)
+    block = ResidualDoubleConv(4, 8, "same", "zeros", batch_norm=False)
+    x = torch.randn(1, 4, 9, 9)
+    for conv in block.body:
+        if isinstance(conv, nn.Conv2d):
+            nn.init.zeros_(conv.weight), nn.init.zeros_(conv.bias)
+    assert torch.allclose(block(x), torch.relu(block.shortcut(x)))  # with a silent body, only the shortcut is left
+    with pytest.raises(ValueError, match="need padding='same'"):
+        ResidualDoubleConv(4, 8, "valid", "zeros", batch_norm=False)
+
+
+@pytest.mark.parametrize(
+    "lever", [dict(block="residual"), dict(attention="scse"), dict(hypercolumn=True), dict(upsample="bilinear")]
+)
+def test_each_lever_keeps_the_unets_shapes_and_round_trips_its_config(lever):
+    base = dict(in_channels=3, out_channels=1, features=(8, 16, 32), padding="same", batch_norm=True)
+    torch.manual_seed(0)
+    plain, levered = UNet(**base), UNet(**base, **lever)
+    x = torch.randn(2, 3, 101, 101)
+    assert levered.eval()(x).shape == (2, 1, 101, 101)
+    assert count_parameters(levered) != count_parameters(plain)
+    assert UNet(**levered.config()).config() == levered.config() and all(
+        levered.config()[k] == v for k, v in lever.items()
+    )
+    rebuilt = UNet(**levered.config())
+    transfer_weights(levered, rebuilt)
+    assert torch.equal(levered.eval()(x), rebuilt.eval()(x))
+
+
+def test_the_plain_unets_config_and_layers_do_not_change():
+    """The shipped weights and every checkpoint hold the plain network: its config and tensor names stay as they were."""
+    plain = UNet(3, 1, (16, 32, 64), padding="same")
+    assert set(plain.config()) == {"in_channels", "out_channels", "features", "padding", "padding_mode", "batch_norm"}
+    assert "encoders.0.0.weight" in plain.state_dict() and "head.weight" in plain.state_dict()
+
+
+def test_a_hypercolumn_head_sees_every_decoder_level():
+    net = UNet(3, 1, (8, 16, 32, 64), padding="same", hypercolumn=True)
+    assert net.head.in_channels == 8 + 16 + 32
+    x = torch.randn(1, 3, 48, 48, requires_grad=True)
+    net(x).sum().backward()
+    assert all(d.conv[0].weight.grad.abs().sum() > 0 for d in net.decoders)
+
+
+def test_the_trainer_takes_the_levers_from_the_command_line(tmp_path, capsys):
+    root = make_synthetic_tgs(tmp_path / "tgs", n_train=40, n_test=2, seed=4)
+    argv = ["--data", str(root), "--out", str(tmp_path / "run"), "--recipe", "small-same", "--features", "4,8"]
+    argv += ["--batch-norm", "--block", "residual", "--attention", "scse", "--hypercolumn", "--upsample", "bilinear"]
+    argv += ["--epochs", "1", "--batch-size", "8", "--limit-train", "16", "--limit-val", "8", "--no-progress"]
+    argv += ["--device", "cpu", "--processes", "1", "--finetune-loss", "lovasz_symmetric", "--finetune-epochs", "1"]
+    assert train_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "fine-tune stage 1 epoch of lovasz_symmetric" in out
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert checkpoint["model_config"] | {} == UNet(**checkpoint["model_config"]).config()
+    assert {checkpoint["model_config"][k] for k in ("block", "attention", "hypercolumn", "upsample")} == {
+        "residual",
+        "scse",
+        True,
+        "bilinear",
+    }
+    assert train_cli.main([*argv[:6], "--block", "residual", "--padding", "valid"]) == 2
+    assert "--block residual needs --padding same" in capsys.readouterr().err
+
+
+def test_cosine_restarts_with_snapshot_averaging_keep_the_average_only_when_it_is_better(tmp_path, capsys):
+    from unet_helpers.engine import average_weights
+    from unet_helpers.recipes import RECIPES, build_optimizer, build_scheduler
+
+    a, b = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(2)}, {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(7)}
+    averaged = average_weights([a, b])
+    assert torch.equal(averaged["w"], torch.tensor([2.0, 4.0])) and averaged["n"] == 7  # counters: the last one's
+    recipe = RECIPES["small-same"].__class__(name="r", scheduler="cosine_restarts", cycle_epochs=2, lr=1.0)
+    optimizer = build_optimizer(recipe, nn.Linear(1, 1))
+    scheduler = build_scheduler(recipe, optimizer, epochs=6)
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    assert rates[0] == 1.0 and rates[1] < 1.0 and rates[2] == 1.0  # the rate restarts every 2 epochs
+
+    root = make_synthetic_tgs(tmp_path / "tgs", n_train=40, n_test=2, seed=5)
+    argv = ["--data", str(root), "--out", str(tmp_path / "run"), "--recipe", "small-same", "--features", "4,8"]
+    argv += ["--scheduler", "cosine_restarts", "--cycle-epochs", "1", "--snapshot-average", "--epochs", "3"]
+    argv += ["--batch-size", "8", "--limit-train", "16", "--limit-val", "8", "--no-progress", "--device", "cpu"]
+    argv += ["--processes", "1", "--batch-norm"]
+    assert train_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "average of 3 snapshots (epochs 1, 2, 3)" in out
+    assert sorted(p.name for p in (tmp_path / "run" / "snapshots").glob("*.pt")) == [
+        "epoch001.pt",
+        "epoch002.pt",
+        "epoch003.pt",
+    ]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["best_score"]
+    averaged = tmp_path / "run" / "averaged.pt"
+    if averaged.exists():  # kept only when strictly better than the best single epoch
+        assert torch.load(averaged, weights_only=False)["best_score"] > best
+    assert train_cli.main([*argv[:6], "--snapshot-average"]) == 2
+    assert "add --scheduler cosine_restarts" in capsys.readouterr().err
