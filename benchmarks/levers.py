@@ -6,7 +6,8 @@
     python benchmarks/levers.py ... -- --epochs 2 --limit-train 64                    # anything after -- goes to the trainer
 
 Every row is the baseline recipe (medium-strong) with one change: a lever added (residual blocks, scSE, a
-hypercolumn head, bilinear upsampling, the symmetric Lovasz loss, cosine restarts with snapshot averaging) or a
+hypercolumn head, bilinear upsampling, the symmetric Lovasz loss, an empty/non-empty head trained beside the
+mask, cosine restarts with snapshot averaging) or a
 part of the recipe taken away (batch norm, flips, BCE + Dice, AdamW + cosine, the Lovasz stage, the fifth level).
 Each row trains with every seed on the same split (``--test-fraction 0.1``: the seed changes the split too, so
 each seed's baseline is its own reference), then ``pretrained export`` chooses the post-processing on the
@@ -33,6 +34,7 @@ ROWS: dict[str, list[str]] = {
     "+ hypercolumn head": ["--hypercolumn"],
     "+ bilinear upsampling": ["--upsample", "bilinear"],
     "+ symmetric Lovasz": ["--finetune-loss", "lovasz_symmetric"],
+    "+ empty/non-empty head, deep supervision": ["--salt-head"],
     "+ cosine restarts, snapshots averaged": [
         "--scheduler",
         "cosine_restarts",

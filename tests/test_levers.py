@@ -133,3 +133,36 @@ def test_cosine_restarts_with_snapshot_averaging_keep_the_average_only_when_it_i
         assert torch.load(averaged, weights_only=False)["best_score"] > best
     assert train_cli.main([*argv[:6], "--snapshot-average"]) == 2
     assert "add --scheduler cosine_restarts" in capsys.readouterr().err
+
+
+def test_the_salt_head_learns_beside_the_mask_and_empties_the_tiles_it_calls_empty():
+    from unet_helpers.losses import SaltHeadLoss, SoftDiceLoss
+
+    torch.manual_seed(0)
+    net = UNet(3, 1, (8, 16, 32), padding="same", salt_head=True)
+    x = torch.randn(4, 3, 48, 48)
+    target = torch.zeros(4, 1, 48, 48)
+    target[:2, :, 10:20, 10:20] = 1  # two tiles with salt, two empty
+    logits = net.train()(x)
+    assert net.salt_logit.shape == (4, 1)
+    expected = SoftDiceLoss()(logits, target) + 0.1 * nn.functional.binary_cross_entropy_with_logits(
+        net.salt_logit, torch.tensor([[1.0], [1.0], [0.0], [0.0]])
+    )
+    assert torch.allclose(SaltHeadLoss(SoftDiceLoss(), net)(logits, target), expected)
+    net.eval()
+    with torch.no_grad():
+        net.salt_classifier[-1].bias.fill_(-100.0)  # it calls every tile empty
+        assert (net(x) <= -10).all()
+        net.salt_classifier[-1].bias.fill_(100.0)  # it calls every tile salty: the masks are the decoder's own
+        assert net(x).max() > -10
+    assert UNet(**net.config()).config()["salt_head"] is True
+
+
+def test_the_trainer_supervises_the_salt_head(tmp_path):
+    root = make_synthetic_tgs(tmp_path / "tgs", n_train=40, n_test=2, seed=7)
+    argv = ["--data", str(root), "--out", str(tmp_path / "run"), "--recipe", "small-same", "--features", "4,8"]
+    argv += ["--salt-head", "--epochs", "1", "--batch-size", "8", "--limit-train", "16", "--limit-val", "8"]
+    argv += ["--no-progress", "--device", "cpu", "--processes", "1"]
+    assert train_cli.main(argv) == 0
+    checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert checkpoint["model_config"]["salt_head"] is True and "salt_classifier.2.weight" in checkpoint["model"]

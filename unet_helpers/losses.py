@@ -109,6 +109,24 @@ class SymmetricLovaszLoss(nn.Module):
         return (self.lovasz(logits, target) + self.lovasz(-logits, 1 - target)) / 2
 
 
+class SaltHeadLoss(nn.Module):
+    """Deep supervision of a network's salt head: ``loss(logits, target) + weight * BCE(salt_logit, has salt)``.
+
+    ``model`` is the network whose last forward pass set ``salt_logit`` (N, 1), one logit per tile for "this
+    tile holds salt"; the engine calls the loss right after that pass, on the same batch.
+    """
+
+    def __init__(self, loss: nn.Module, model: nn.Module, weight: float = 0.1) -> None:
+        super().__init__()
+        self.loss, self.weight = loss, weight
+        self.model = [model]  # a list: not registered as a submodule, so the loss holds no copy of its weights
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        has_salt = (target.flatten(1).amax(1, keepdim=True) > 0).float()
+        salt = F.binary_cross_entropy_with_logits(self.model[0].salt_logit.float(), has_salt)
+        return self.loss(logits, target) + self.weight * salt
+
+
 LOSSES = {
     "bce": BCEWithLogitsLoss,
     "dice": SoftDiceLoss,

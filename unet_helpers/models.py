@@ -437,6 +437,9 @@ class UNet(nn.Module):
         attention: None, or "scse" after every block (:class:`SCSE`).
         hypercolumn: the head sees every decoder level's output, upsampled to full size and concatenated,
             instead of the top level's alone (Hariharan et al., 2015).
+        salt_head: a second head on the bottleneck says whether the tile holds any salt (``salt_logit``, one
+            logit per tile, trained beside the mask by ``losses.SaltHeadLoss``); in eval mode a tile it calls
+            empty gets its mask logits capped at -10, an empty mask, as the TGS winners emptied such tiles.
 
     Shapes: (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = output_side(H) for
     valid padding, H' = H for same padding.
@@ -459,6 +462,7 @@ class UNet(nn.Module):
         block: str = "double",
         attention: str | None = None,
         hypercolumn: bool = False,
+        salt_head: bool = False,
     ) -> None:
         super().__init__()
         features = _check_config(in_channels, out_channels, features, padding, padding_mode, upsample)
@@ -469,7 +473,7 @@ class UNet(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.features, self.padding = features, padding
         self.padding_mode, self.batch_norm, self.upsample = padding_mode, batch_norm, upsample
-        self.block, self.attention, self.hypercolumn = block, attention, hypercolumn
+        self.block, self.attention, self.hypercolumn, self.salt_head = block, attention, hypercolumn, salt_head
         block = dict(
             padding=padding, padding_mode=padding_mode, batch_norm=batch_norm, block=block, attention=attention
         )
@@ -483,6 +487,9 @@ class UNet(nn.Module):
             UpBlock(c_in, c_out, **block, upsample=upsample) for c_in, c_out in zip(features[:0:-1], features[-2::-1])
         )
         self.head = nn.Conv2d(sum(features[:-1]) if hypercolumn else features[0], out_channels, kernel_size=1)
+        if salt_head:  # does the tile hold salt at all? From the bottleneck, which sees the whole tile
+            self.salt_classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(features[-1], 1))
+        self.salt_logit: torch.Tensor | None = None  # (N, 1), set by every forward pass of a network with a salt head
         # ceil_mode lets "same" networks take odd sides (101 -> 51 -> 26 -> 13).
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=(padding == "same"))
         init_paper_(self)
@@ -510,6 +517,8 @@ class UNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
+        if self.salt_head:
+            self.salt_logit = self.salt_classifier(x)
         levels = []
         for decoder, skip in zip(self.decoders, reversed(skips)):  # expansive path
             x = decoder(x, skip)
@@ -517,7 +526,11 @@ class UNet(nn.Module):
         if self.hypercolumn:  # every decoder level, upsampled to the top level's size, side by side
             size = x.shape[-2:]
             x = torch.cat([F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in levels], dim=1)
-        return self.head(x)
+        logits = self.head(x)
+        if self.salt_head and not self.training:  # a tile the salt head calls empty gets an empty mask
+            empty = (self.salt_logit < 0).view(-1, 1, 1, 1)
+            logits = torch.where(empty, logits.clamp(max=-10.0), logits)
+        return logits
 
     def config(self) -> dict:
         """The constructor arguments, so a checkpoint can rebuild the same network."""
@@ -531,7 +544,11 @@ class UNet(nn.Module):
         ) | {  # the levers, only when used: cards and checkpoints of the plain networks stay as they were
             key: value
             for key, value in dict(
-                upsample=self.upsample, block=self.block, attention=self.attention, hypercolumn=self.hypercolumn
+                upsample=self.upsample,
+                block=self.block,
+                attention=self.attention,
+                hypercolumn=self.hypercolumn,
+                salt_head=self.salt_head,
             ).items()
             if value not in ("transpose", "double", None, False)
         }

@@ -28,7 +28,7 @@ from .engine import (
     train,
     unwrap,
 )
-from .losses import make_loss
+from .losses import SaltHeadLoss, make_loss
 from .models import UNet, input_side_for_output
 from .utils import seed_everything
 
@@ -145,6 +145,12 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
+def build_loss(recipe: Recipe, name: str, model: torch.nn.Module) -> torch.nn.Module:
+    """The loss ``name``, with the salt head's deep supervision added when the network has one."""
+    loss = make_loss(name)
+    return SaltHeadLoss(loss, unwrap(model)) if recipe.model.get("salt_head") else loss
+
+
 def build_model(recipe: Recipe) -> UNet:
     return UNet(**recipe.model)
 
@@ -238,7 +244,7 @@ def _use_snapshot_average(
     unwrap(model).load_state_dict(averaged)
     amp_dtype = amp_dtype_for(device, amp)
     recalibrate_batch_norm(model, train_loader, device, 20, amp_dtype, channels_last)  # statistics for these weights
-    scores = eval_step(model, val_loader, make_loss(recipe.loss), device, amp_dtype, channels_last)
+    scores = eval_step(model, val_loader, build_loss(recipe, recipe.loss, model), device, amp_dtype, channels_last)
     if verbose and rank == 0:
         print(
             f"average of {len(paths)} snapshots (epochs {', '.join(p.stem[5:].lstrip('0') for p in paths)}): "
@@ -318,7 +324,7 @@ def run_recipe(
         model,
         train_loader,
         val_loader,
-        make_loss(recipe.loss),
+        build_loss(recipe, recipe.loss, model),
         optimizer,
         recipe.epochs,
         scheduler=build_scheduler(recipe, optimizer, recipe.epochs),
@@ -364,7 +370,7 @@ def run_recipe(
             model,
             train_loader,
             val_loader,
-            make_loss(recipe.finetune_loss),
+            build_loss(recipe, recipe.finetune_loss, model),
             optimizer,
             recipe.finetune_epochs,
             scheduler=build_scheduler(recipe, optimizer, recipe.finetune_epochs),

@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the head sees every decoder level, upsampled and concatenated",
     )
+    g.add_argument(
+        "--salt-head",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a second head that says whether a tile holds salt, trained beside the mask; it empties the tiles it "
+        "calls empty",
+    )
     g.add_argument("--size", choices=("pad", "resize", "none"), default=None, help="how tiles reach the network's side")
     g.add_argument(
         "--side",
@@ -296,7 +303,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def recipe_from_args(args: argparse.Namespace):
     recipe = RECIPES[args.recipe]
     model = dict(recipe.model)
-    for key in ("features", "padding", "padding_mode", "batch_norm", "upsample", "block", "attention", "hypercolumn"):
+    levers = ("upsample", "block", "attention", "hypercolumn", "salt_head")
+    for key in ("features", "padding", "padding_mode", "batch_norm", *levers):
         if getattr(args, key) is not None:
             model[key] = getattr(args, key)
     if model.get("attention") == "none":
