@@ -72,3 +72,13 @@ def test_the_trainer_draws_its_batches_on_the_device_when_asked(tmp_path, capsys
     assert "best validation tgs_score" in capsys.readouterr().out
     with pytest.raises(ValueError, match="without a depth channel"):
         DeviceBatches(TGSSaltDataset(arrays_whose_image_shows_the_mask(), depth_channel=True), 4, "cpu")
+
+
+def test_each_augmentation_is_on_only_when_the_dataset_asks_for_it():
+    arrays = arrays_whose_image_shows_the_mask()
+    strong_only = DeviceBatches(TGSSaltDataset(arrays, augment=False, strong_augment=True), 8, "cpu")
+    assert (strong_only.augment, strong_only.strong) == (False, True)  # zoom and jitter, but no flips
+    plain = TGSSaltDataset(arrays, channels=1)
+    loader = DeviceBatches(plain, 24, "cpu", seed=2)
+    (images, masks), order = next(iter(loader)), loader._indices()
+    assert torch.equal(images, plain.images[order]) and torch.equal(masks, plain.masks[order])  # untouched

@@ -596,7 +596,8 @@ class UNetLevel(nn.Module):
 class RecursiveUNet(nn.Module):
     """:class:`UNet` as a recursion: a :class:`UNetLevel` of depth ``len(features) - 1``, then the 1x1 head.
 
-    Same arguments as :class:`UNet`, same layers, registered in the same order (encoders top to
+    The arguments of :class:`UNet` up to ``upsample`` (the other levers, block, attention, hypercolumn and the
+    salt head, are :class:`UNet`'s alone), the same layers, registered in the same order (encoders top to
     bottom, the bottleneck, decoders bottom to top, the head), so ``transfer_weights`` maps it onto
     :class:`UNet` and :class:`UNetOriginal` and back, and their outputs are identical (tested).
     """

@@ -63,6 +63,7 @@ class TGSSaltDataset(Dataset):
             arrays = arrays.subset(ids)
         self.arrays, self.ids = arrays, arrays.ids
         self.channels, self.depth_channel, self.size = channels, depth_channel, size
+        self.augment, self.strong_augment = augment, strong_augment  # also read by DeviceBatches
         steps = [v2.RandomHorizontalFlip(p=0.5)] if augment else []
         if strong_augment:
             steps += [

@@ -48,8 +48,7 @@ class DeviceBatches:
         self.images = dataset.images.to(self.device)  # (N, 1, S, S), padded or resized once by the dataset
         self.masks = dataset.masks.to(self.device)
         self.channels = dataset.channels
-        self.augment = dataset.transform is not None
-        self.strong = self.augment and len(dataset.transform.transforms) > 1
+        self.augment, self.strong = dataset.augment, dataset.strong_augment  # flips; crops and jitter
         self.batch_size, self.drop_last, self.seed = batch_size, drop_last, seed
         self.rank, self.world, self.epoch = rank, world, 0
         self.dataset, self.sampler = dataset, None  # read by the engine as from a DataLoader
