@@ -4,7 +4,8 @@
     python benchmarks/bench_training.py --variants      # what each CPU setting is worth (side, channels_last, bfloat16,
                                                         # compile, two 1-thread processes)
     python benchmarks/bench_training.py --inference     # milliseconds per 101x101 tile at batch 1 and 64
-    python benchmarks/bench_training.py --epoch         # on a GPU: seconds for one epoch of 3,200 images per recipe
+    python benchmarks/bench_training.py --epoch         # on a GPU: seconds per epoch of 2,400 tiles, GPU utilisation
+    python benchmarks/bench_training.py --epoch --compile --json runs/bench-gpu.json   # also torch.compile; a record
 
 Ours: tiles decoded once (TGSSaltDataset, reflect-padded to the recipe's side: 104, or 144 for the
 valid-padding net), the recipe's network, loss, optimizer and flips, batch 32, channels_last, the
@@ -15,6 +16,12 @@ its peak memory (max RSS, and CUDA's max allocated) is its own and nothing else 
 On a CPU each recipe is measured twice: in one process with all threads, and as two data-parallel
 1-thread processes, which is what `python -m unet_helpers.train` does there by itself for networks
 without batch norm (--processes auto). Figures vary by 10-20% between runs; --images 1280 steadies them.
+
+On a GPU, --epoch times whole epochs of 2,400 tiles (the training part of an 80/10/10 split of the 3,000 real
+tiles) for medium-strong (or --recipes): out of a DataLoader (0 workers, the trainer's default before), with the
+batches drawn and augmented on the GPU (DeviceBatches, the trainer's default there), the same with the strong
+augmentation, and with --compile also under torch.compile. Each is the mean of three epochs after a warm-up epoch,
+while a thread reads the GPU's utilisation (NVML: the share of time a kernel was running) every 20 ms.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,11 +62,16 @@ def measure_training(
     compile_: bool = False,
     keep_memory: bool = True,
     device_batches: bool = False,
+    strong_augment: bool | None = None,
+    compile_mode: str | None = None,
+    timed_epochs: int = 1,
 ) -> dict:
-    """One timed epoch of ``images`` images (after a warm-up epoch); ``way`` is a recipe name or "earlier".
+    """Timed epochs of ``images`` images (after a warm-up epoch); ``way`` is a recipe name or "earlier".
 
     ``device_batches``: the tiles live on the device and each batch is drawn and augmented there
     (``DeviceBatches``, the trainer's ``--device-batches``) instead of coming out of a DataLoader.
+    ``strong_augment`` overrides the recipe's; ``compile_mode`` compiles the model (torch.compile's mode,
+    "default" for its default); the result is the mean of ``timed_epochs`` epochs.
     """
     root = get_tgs_salt(verbose=False).root
     torch.manual_seed(0)
@@ -83,7 +96,7 @@ def measure_training(
             size=recipe.size,
             side=side or recipe.side,
             augment=recipe.augment,
-            strong_augment=recipe.strong_augment,
+            strong_augment=recipe.strong_augment if strong_augment is None else strong_augment,
         )
         if device_batches:
             loader = DeviceBatches(dataset, recipe.batch_size, device)
@@ -93,8 +106,8 @@ def measure_training(
     amp_dtype = torch.bfloat16 if bf16 else amp_dtype_for(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    if compile_:
-        model = torch.compile(model)
+    if compile_ or compile_mode:
+        model = torch.compile(model, mode=None if compile_mode in (None, "default") else compile_mode)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     args = (model, loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last)
     warm = time.perf_counter()
@@ -103,12 +116,15 @@ def measure_training(
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    sampler = UtilisationSampler(device)
     started = time.perf_counter()
-    loss = train_step(*args)
+    for _ in range(timed_epochs):
+        loss = train_step(*args)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
+    seconds = (time.perf_counter() - started) / timed_epochs
     return dict(
+        gpu_utilisation=sampler.stop(),
         way=way,
         images=len(loader.dataset),
         seconds=seconds,
@@ -119,6 +135,32 @@ def measure_training(
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0,
     )
+
+
+class UtilisationSampler:
+    """Reads the GPU's utilisation (NVML, through torch.cuda.utilization) every 20 ms in a thread until stop()."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.readings: list[int] = []
+        self.running = device.type == "cuda"
+        if self.running:
+            try:
+                torch.cuda.utilization(device)
+            except Exception:  # no NVML (the nvidia-ml-py package) here: no readings
+                self.running = False
+        self.thread = threading.Thread(target=self._read, args=(device,), daemon=True)
+        self.thread.start()
+
+    def _read(self, device: torch.device) -> None:
+        while self.running:
+            self.readings.append(torch.cuda.utilization(device))
+            time.sleep(0.02)
+
+    def stop(self) -> float | None:
+        """The mean reading in percent, or None where none could be taken."""
+        self.running = False
+        self.thread.join()
+        return sum(self.readings) / len(self.readings) if self.readings else None
 
 
 @torch.no_grad()
@@ -208,13 +250,59 @@ def child(**options) -> dict:
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
 
 
+EPOCH_TILES = 2400  # the training part of an 80/10/10 split of the 3,000 real tiles
+
+
+def epoch_table(args: argparse.Namespace, device: torch.device, source) -> None:
+    """--epoch: seconds per epoch of 2,400 tiles and the GPU's utilisation, for each way of feeding the network."""
+    ways = [
+        ("DataLoader (0 workers), flips on the CPU", dict(device_batches=False)),
+        ("batches on the device, flips", dict(device_batches=True)),
+        ("batches on the device, strong augmentation", dict(device_batches=True, strong_augment=True)),
+    ]
+    if args.compile:
+        ways += [
+            ("batches on the device, flips, torch.compile", dict(device_batches=True, compile_mode="default")),
+            (
+                "the same, compile mode reduce-overhead (CUDA graphs)",
+                dict(device_batches=True, compile_mode="reduce-overhead"),
+            ),
+        ]
+    rows = []
+    for name in args.recipes:
+        for label, options in ways:
+            try:
+                r = child(kind="training", way=name, images=EPOCH_TILES, timed_epochs=3, **options)
+            except subprocess.CalledProcessError as err:
+                print(f"{name}, {label}: failed\n{err.stderr[-2000:]}", flush=True)
+                continue
+            utilisation = "n/a" if r["gpu_utilisation"] is None else f"{r['gpu_utilisation']:.0f}%"
+            print(
+                f"{name} ({RECIPES[name].side}x{RECIPES[name].side}), {label:54} {r['seconds']:6.2f} s per epoch of "
+                f"{r['images']:,}  {r['images_per_s']:7.0f} images/s  GPU busy {utilisation:>4}  "
+                f"warm-up {r['warmup_s']:5.1f} s  peak CUDA {r['peak_cuda_mb']:5.0f} MB",
+                flush=True,
+            )
+            rows.append(dict(r, recipe=name, way=label, **options))
+            if args.json:  # after every row, so that an interrupted run keeps what it measured
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                record = dict(
+                    device=describe_device(device), torch=torch.__version__, real_data=not source.synthetic, rows=rows
+                )
+                args.json.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=640, help="images per timed epoch on the CPU (default 640)")
-    parser.add_argument("--epoch", action="store_true", help="time whole epochs of 3,200 images (for a GPU)")
+    parser.add_argument("--epoch", action="store_true", help="time whole epochs of 2,400 tiles (for a GPU)")
+    parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=["medium-strong"], help="with --epoch")
+    parser.add_argument("--json", type=Path, default=None, help="with --epoch: also write the rows to this JSON file")
     parser.add_argument("--variants", action="store_true", help="measure each CPU setting for medium-reflect")
     parser.add_argument("--inference", action="store_true", help="milliseconds per tile at batch 1 and 64")
-    parser.add_argument("--compile", action="store_true", help="with --variants: also torch.compile (slow to compile)")
+    parser.add_argument(
+        "--compile", action="store_true", help="with --variants or --epoch: also torch.compile (slow to compile)"
+    )
     parser.add_argument(
         "--device-batches", action="store_true", help="also time batches drawn on the device (always on a GPU)"
     )
@@ -229,11 +317,14 @@ def main() -> None:
         print(json.dumps(result))
         return
     source = get_tgs_salt()  # make sure the data exists before the children start
-    images = 3200 if args.epoch else args.images
+    images = args.images
     print(
         f"device: {describe_device(device)}, torch {torch.__version__}; data: {source.n_train:,} tiles "
         f"({'stand-in' if source.synthetic else 'real'})"
     )
+    if args.epoch:
+        epoch_table(args, device, source)
+        return
     if args.inference:
         side_ = RECIPES["medium-strong"].side  # the smallest side its network takes
         settings = [(False, True), (True, False), (True, True)]  # (channels_last, keep_memory)

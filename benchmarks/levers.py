@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import torch
 
 ROWS: dict[str, list[str]] = {
     "baseline": [],
@@ -55,35 +60,71 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
-def run_one(name: str, seed: int, args: argparse.Namespace, extra: list[str]) -> subprocess.Popen:
-    out = args.out / slug(name) / f"seed{seed}"
+def run_dir(name: str, seed: int, args: argparse.Namespace) -> Path:
+    return args.out / slug(name) / f"seed{seed}"
+
+
+def train_command(name: str, seed: int, args: argparse.Namespace, extra: list[str]) -> list[str]:
     command = [sys.executable, "-m", "unet_helpers.train", "--data", str(args.data), "--recipe", "medium-strong"]
-    command += ROWS[name] + ["--test-fraction", "0.1", "--seed", str(seed), "--out", str(out), "--resume"]
-    command += ["--no-progress", "--processes", "1"] + (["--device-batches"] if args.device_batches else []) + extra
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "train.log", "a")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    command += ROWS[name] + ["--test-fraction", "0.1", "--seed", str(seed), "--out", str(run_dir(name, seed, args))]
+    command += ["--resume", "--no-progress", "--processes", "1"]
+    return command + (["--device-batches"] if args.device_batches else []) + extra
+
+
+def export_command(name: str, seed: int, args: argparse.Namespace) -> list[str]:
+    """``pretrained export``: post-processing chosen on the run's validation tiles, its held-out tiles scored once."""
+    run = run_dir(name, seed, args)
+    command = [sys.executable, "-m", "unet_helpers.pretrained", "export", "--run", str(run), "--data", str(args.data)]
+    command += ["--out-dir", str(run / "card"), "--name", "medium-strong", "--overwrite"]
+    return command + ["--device", "cuda" if torch.cuda.is_available() else "cpu"]
+
+
+class Runner:
+    """Runs (train, then export) jobs, ``parallel`` at a time, and stops every process at the deadline."""
+
+    def __init__(self, args: argparse.Namespace, extra: list[str]) -> None:
+        self.args, self.extra, self.lock = args, extra, threading.Lock()
+        self.processes: set[subprocess.Popen] = set()
+        self.started, self.stopped = time.perf_counter(), False
+        self.env = dict(os.environ)
+        if args.parallel > 1:  # each run its share of the cores, so side-by-side runs do not slow each other down
+            self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.parallel)))
+
+    def _call(self, command: list[str], log: Path) -> int:
+        with self.lock:
+            if self.stopped:
+                return -1
+            with open(log, "a") as out:
+                process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+            self.processes.add(process)
+        code = process.wait()
+        with self.lock:
+            self.processes.discard(process)
+        return code
+
+    def job(self, name: str, seed: int) -> None:
+        run = run_dir(name, seed, self.args)
+        run.mkdir(parents=True, exist_ok=True)
+        card = run / "card" / "medium-strong.json"
+        code = 0 if card.is_file() else self._call(train_command(name, seed, self.args, self.extra), run / "train.log")
+        if code == 0 and not card.is_file():
+            code = self._call(export_command(name, seed, self.args), run / "export.log")
+        status = (
+            "done" if code == 0 else ("stopped at the deadline" if self.stopped else f"FAILED ({code}), see its logs")
+        )
+        print(f"{time.perf_counter() - self.started:7.0f} s  {name}, seed {seed}: {status}", flush=True)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for process in self.processes:
+                process.terminate()
 
 
 def held_out(name: str, seed: int, args: argparse.Namespace) -> float | None:
-    """The run's held-out tgs_score, post-processing chosen on its validation tiles (a card written beside it)."""
-    run = args.out / slug(name) / f"seed{seed}"
-    card = run / "card" / "medium-strong.json"
-    if not card.is_file():
-        command = [
-            sys.executable,
-            "-m",
-            "unet_helpers.pretrained",
-            "export",
-            "--run",
-            str(run),
-            "--data",
-            str(args.data),
-        ]
-        command += ["--out-dir", str(run / "card"), "--name", "medium-strong", "--overwrite"]
-        if subprocess.run(command, capture_output=True, text=True).returncode:
-            return None
-    return json.loads(card.read_text())["held_out"]["tgs"]
+    """The run's held-out tgs_score (post-processing chosen on its validation tiles), None if it did not finish."""
+    card = run_dir(name, seed, args) / "card" / "medium-strong.json"
+    return json.loads(card.read_text())["held_out"]["tgs"] if card.is_file() else None
 
 
 def main() -> None:
@@ -94,24 +135,23 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=sorted(ROWS), default=None, metavar="ROW")
     parser.add_argument("--parallel", type=int, default=1, help="runs side by side (on one GPU several small ones)")
     parser.add_argument("--device-batches", action="store_true", help="pass --device-batches to the trainer")
+    parser.add_argument(
+        "--deadline", type=float, default=None, help="stop every run after this many seconds (they resume next time)"
+    )
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     rows = args.only or list(ROWS)
     if "baseline" not in rows:
         rows = ["baseline", *rows]  # every difference needs its baseline
-    jobs = [(name, seed) for name in rows for seed in args.seeds]
-    started, running = time.perf_counter(), []
-    while jobs or running:
-        while jobs and len(running) < args.parallel:
-            name, seed = jobs.pop(0)
-            running.append((name, seed, run_one(name, seed, args, extra)))
-        for job in list(running):
-            if job[2].poll() is not None:
-                running.remove(job)
-                status = "done" if job[2].returncode == 0 else f"FAILED ({job[2].returncode}), see its train.log"
-                print(f"{time.perf_counter() - started:7.0f} s  {job[0]}, seed {job[1]}: {status}", flush=True)
-        time.sleep(1)
+    jobs = [(name, seed) for seed in args.seeds for name in rows]  # every row's first seed before any row's second
+    runner = Runner(args, extra)
+    if args.deadline:
+        timer = threading.Timer(args.deadline, runner.stop)
+        timer.daemon = True
+        timer.start()
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        list(pool.map(lambda job: runner.job(*job), jobs))
     scores = {name: {seed: held_out(name, seed, args) for seed in args.seeds} for name in rows}
     base = scores["baseline"]
     lines = [

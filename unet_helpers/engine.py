@@ -161,7 +161,7 @@ def train_step(
 ) -> float:
     """One pass over ``loader`` updating ``model``; returns the mean training loss per image."""
     model.train()
-    total, count = 0.0, 0
+    total, count = torch.zeros((), device=device), 0  # summed on the device: no wait for the GPU at every step
     for images, masks in tqdm(loader, desc="train", leave=False, disable=not progress):
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         if channels_last:
@@ -177,9 +177,9 @@ def train_step(
         else:
             loss.backward()
             optimizer.step()
-        total += loss.item() * len(images)
+        total += loss.detach() * len(images)
         count += len(images)
-    total, count = all_sum([total, count], device)
+    total, count = all_sum([total.item(), count], device)
     return total / max(count, 1)
 
 

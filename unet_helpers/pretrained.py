@@ -186,6 +186,7 @@ def export(
     out_dir: Path = WEIGHTS_DIR,
     device_note: str | None = None,
     overwrite: bool = True,
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Write ``out_dir/<name>.pt`` (float16 weights) and ``<name>.json`` (the card) from a finished run.
 
@@ -208,25 +209,27 @@ def export(
     half = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["model"].items()}
     rounded = UNet(**checkpoint["model_config"])
     rounded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
+    model, rounded = model.to(device), rounded.to(device)
 
     arrays = load_tgs_split(data, ids=split["val"] + split["test"])
     val, test = arrays.subset(split["val"]), arrays.subset(split["test"])
     # Everything about post-processing is chosen on the validation tiles; the held-out tiles are scored once.
     choices = {}
     for tta in (False, True):
-        probs = predict_tiles(model, recipe, val, tta=tta)
+        probs = predict_tiles(model, recipe, val, device, tta=tta)
         choices[tta] = dict(
             choose_postprocessing(probs, val.masks), plain_at_05=float(tgs_score(probs > 0.5, val.masks))
         )
     tta = choices[True]["score"] > choices[False]["score"]
     chosen = choices[tta]
-    test_probs = predict_tiles(rounded, recipe, test, tta=tta)
+    test_probs = predict_tiles(rounded, recipe, test, device, tta=tta)
     held_out = score_tiles(test_probs, test.masks, chosen["threshold"], chosen["min_area"])
-    held_out_plain = score_tiles(predict_tiles(rounded, recipe, test, tta=False), test.masks, 0.5, 0)
+    held_out_plain = score_tiles(predict_tiles(rounded, recipe, test, device, tta=False), test.masks, 0.5, 0)
     val_float16 = score_tiles(
-        predict_tiles(rounded, recipe, val, tta=tta), val.masks, chosen["threshold"], chosen["min_area"]
+        predict_tiles(rounded, recipe, val, device, tta=tta), val.masks, chosen["threshold"], chosen["min_area"]
     )
 
+    split_seed = config["seed"] if config.get("split_seed") is None else config["split_seed"]
     n_tiles = len(split["train"]) + len(split["val"]) + len(split["test"])
     history = histories.get("all") or histories.get("main")
     planned = recipe["epochs"] + ((recipe.get("finetune_epochs") or 0) if recipe.get("finetune_loss") else 0)
@@ -247,7 +250,7 @@ def export(
         parameters=count_parameters(model),
         data=dict(
             source=f"Kaggle TGS Salt Identification Challenge, its training tiles ({n_tiles:,} of Kaggle's {N_TRAIN:,} were used)",
-            split=f"stratified by salt coverage, seed {config['seed']}: {len(split['train'])} training, "
+            split=f"stratified by salt coverage, seed {split_seed}: {len(split['train'])} training, "
             f"{len(split['val'])} validation, {len(split['test'])} held-out tiles",
             train_ids=split["train"],
             val_ids=split["val"],
@@ -262,7 +265,8 @@ def export(
             threads=config.get("threads"),
             wall_time_s=round(float(sum(history["seconds"])), 1),
             command=f"python -m unet_helpers.train --data <tgs-salt> --recipe {recipe['name']} --val-fraction "
-            f"{config['val_fraction']} --test-fraction {config['test_fraction']} --seed {config['seed']}",
+            f"{config['val_fraction']} --test-fraction {config['test_fraction']} --seed {config['seed']}"
+            + (f" --split-seed {split_seed}" if split_seed != config["seed"] else ""),
         ),
         history={k: [round(float(v), 5) for v in vals] for k, vals in history.items()},
         best_val_tgs=round(float(checkpoint["best_score"]), 4),
@@ -305,10 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--out-dir", type=Path, default=WEIGHTS_DIR)
     ex.add_argument("--device-note", default=None, help="what trained it, for the card (e.g. '2-core Xeon CPU')")
     ex.add_argument("--overwrite", action="store_true", help="replace a model of the same name in --out-dir")
+    ex.add_argument("--device", default="cpu", help="where to predict the validation and held-out tiles (cpu or cuda)")
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
-            card = export(args.run, args.data, args.name, args.out_dir, args.device_note, overwrite=args.overwrite)
+            card = export(args.run, args.data, args.name, args.out_dir, args.device_note, args.overwrite, args.device)
             print(card["summary"])
         else:
             for name in available_pretrained():

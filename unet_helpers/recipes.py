@@ -277,7 +277,7 @@ def run_recipe(
     keep_memory: bool = True,
     extra_config: dict | None = None,
     on_epoch_end: Callable[[str, int, dict], None] | None = None,
-    device_batches: bool = False,
+    device_batches: bool | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     """Train a recipe (and its fine-tune stage); return the best model and the joined history.
 
@@ -288,6 +288,8 @@ def run_recipe(
     """
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
+    if device_batches is None:  # on a GPU the tiles live there and batches are drawn there (DeviceBatches)
+        device_batches = device.type == "cuda"
     train_loader, val_loader = make_loaders(
         recipe, train_ds, val_ds, num_workers, device.type == "cuda", seed, device if device_batches else None
     )
@@ -373,7 +375,8 @@ def run_recipe(
             build_loss(recipe, recipe.finetune_loss, model),
             optimizer,
             recipe.finetune_epochs,
-            scheduler=build_scheduler(recipe, optimizer, recipe.finetune_epochs),
+            # one cosine over the whole fine-tune stage: restarts belong to the main stage's long schedule
+            scheduler=build_scheduler(replace(recipe, cycle_epochs=0), optimizer, recipe.finetune_epochs),
             device=device,
             checkpoint_dir=run_dir / "finetune",
             resume=resume,

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of tiles held out for neither training nor checkpoint choice, for an honest final "
         "score (default 0); the ids of all three parts go to split.json",
     )
+    g.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the split alone (default: --seed), so runs with other seeds can share one split",
+    )
     g.add_argument("--limit-train", type=int, default=None, help="use only the first N training tiles (quick runs)")
     g.add_argument("--limit-val", type=int, default=None, help="use only the first N validation tiles (quick runs)")
     g.add_argument(
@@ -185,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-amp", action="store_true", help="train in float32 even on a GPU")
     g.add_argument(
         "--device-batches",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="keep the training tiles on the device and draw and augment every batch there, without DataLoader "
-        "workers (for a GPU, whose epochs a CPU-side loader paces; works on a CPU too)",
+        "workers (default: on a GPU, whose epochs a CPU-side loader paces; works on a CPU too)",
     )
     g.add_argument("--no-channels-last", action="store_true", help="keep the default (N, C, H, W) memory format")
     g.add_argument(
@@ -598,7 +605,9 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     arrays = load_training_data(args, rank)
-    train_ids, val_ids, test_ids = split_three_ways(arrays, args.val_fraction, args.test_fraction, args.seed)
+    train_ids, val_ids, test_ids = split_three_ways(
+        arrays, args.val_fraction, args.test_fraction, args.seed if args.split_seed is None else args.split_seed
+    )
     train_ids, val_ids = train_ids[: args.limit_train], val_ids[: args.limit_val]
     train_ds, val_ds = make_datasets(recipe, arrays, train_ids, val_ids)
     extra = dict(val_fraction=args.val_fraction, limit_train=args.limit_train, limit_val=args.limit_val)
@@ -637,7 +646,7 @@ def run(args: argparse.Namespace) -> dict:
         amp=not args.no_amp,
         channels_last=not args.no_channels_last,
         keep_memory=not args.no_keep_memory,
-        device_batches=args.device_batches,
+        device_batches=device.type == "cuda" if args.device_batches is None else args.device_batches,
         extra_config=extra,
         on_epoch_end=save_history,
     )

@@ -1,0 +1,261 @@
+"""Everything issue 20 needs a GPU for, in one unattended run that fits a short loan of one GPU.
+
+    python benchmarks/gpu_session.py --data data/tgs-salt --work runs/gpu-session --budget 560
+
+In order, each part with its own time limit so that a slow part cannot starve the rest:
+
+1. the epoch benchmark, alone on the GPU (``bench_training.py --epoch --compile``): seconds per epoch of
+   2,400 tiles of medium-strong out of a DataLoader, with batches drawn on the GPU, and compiled;
+2. notebooks 04 (every recipe's full schedule) and 05, executed top to bottom with fast mode off, alone on
+   the GPU, so that their wall times are what a learner on this card would see;
+3. side by side until the budget's end: the flagship candidates (the winners' levers together, on one split)
+   and the lever table (``levers.py``, every row with two seeds). Their epochs are sized from part 1's
+   measurement: the GPU time one medium-strong epoch takes (its seconds times the share of them the GPU was
+   busy) and the GPU time left;
+4. each finished candidate exported (post-processing chosen on its validation tiles, its held-out tiles scored
+   once), and everything small packed into ``--pack-dir`` every minute and at the end.
+
+Every run resumes (``--resume``), so the same command continues an interrupted session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+# The flagship candidates: medium-strong with the winners' levers (residual blocks, scSE, a hypercolumn head,
+# the symmetric Lovasz fine-tune, cosine restarts with snapshot averaging), on the split of seed 0 (the one the
+# shipped medium-strong's card holds out), so that both are scored on the same unseen tiles. Cost: the GPU time
+# of one epoch against medium-strong's (from the networks' MACs: 0.59 and 1.32 GMAC per tile against 0.55).
+LEVERS = ["--block", "residual", "--attention", "scse", "--hypercolumn", "--finetune-loss", "lovasz_symmetric"]
+WIDE = ["--features", "24,48,96,192,240"]
+CANDIDATES: dict[str, tuple[list[str], float]] = {
+    "levers": (LEVERS + ["--salt-head"], 1.1),
+    "levers-wide": (LEVERS + WIDE + ["--salt-head"], 2.4),
+    "levers-wide-nohead-seed1": (LEVERS + WIDE + ["--seed", "1"], 2.4),
+}
+LEVER_ROWS, LEVER_SEEDS = 14, 2
+
+
+class Session:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.started = args, time.perf_counter()
+        self.work = args.work
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.work / "session.log", "a")
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def say(self, text: str) -> None:
+        line = f"[{self.elapsed():6.0f} s] {text}"
+        print(line, flush=True)
+        self.log.write(line + "\n")
+        self.log.flush()
+
+    def call(self, command: list[str], log: Path, timeout: float, env: dict | None = None) -> int | None:
+        """Run ``command`` with its output in ``log``; None when it ran out of time (and was stopped)."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            try:
+                return process.wait(timeout=max(timeout, 1))
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                return None
+
+    def pack(self) -> None:
+        """Everything small (logs, histories, cards, notebooks) into ``--pack-dir``/results.tar.gz, and beside it
+        the float16 weights each flagship candidate exported (one file each)."""
+        folder = self.args.pack_dir
+        if folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / "results.partial"
+        with tarfile.open(partial, "w:gz") as tar:
+            for path in sorted(self.work.rglob("*")):
+                small = path.suffix in (".json", ".log", ".md", ".txt", ".ipynb", ".csv")
+                if path.is_file() and small and path.stat().st_size < 8_000_000:
+                    tar.add(path, arcname=str(path.relative_to(self.work)))
+        partial.replace(folder / "results.tar.gz")
+        for name in CANDIDATES:
+            weights = self.work / "flagship" / name / "card" / f"{name}.pt"
+            if weights.is_file():
+                shutil.copyfile(weights, folder / f"{name}.pt")
+
+
+def bench(s: Session, limit: float) -> dict:
+    """Part 1; returns medium-strong's epoch with batches on the device (seconds, GPU busy share)."""
+    record = s.work / "bench.json"
+    command = [PY, "benchmarks/bench_training.py", "--epoch", "--compile", "--json", str(record)]
+    code = s.call(command, s.work / "bench.log", limit)
+    s.say(f"benchmark: {'stopped at its limit' if code is None else f'exit {code}'}")
+    rows = json.loads(record.read_text())["rows"] if record.is_file() else []
+    ours = [r for r in rows if r.get("device_batches") and not r.get("strong_augment") and not r.get("compile_mode")]
+    if not ours:
+        s.say("no device-batch row measured: assuming 0.5 s per epoch with the GPU busy 60% of it")
+        return dict(seconds=0.5, busy=0.6)
+    busy = (ours[0]["gpu_utilisation"] or 60) / 100
+    return dict(seconds=ours[0]["seconds"], busy=busy)
+
+
+def notebooks(s: Session, limit: float) -> None:
+    """Part 2: execute 04 and 05 with nbclient, fast mode off, timing each."""
+    code = (
+        "import json, sys, time, nbformat\n"
+        "from nbclient import NotebookClient\n"
+        "name, out = sys.argv[1], sys.argv[2]\n"
+        "nb = nbformat.read(f'notebooks/{name}.ipynb', 4)\n"
+        "started = time.perf_counter()\n"
+        "NotebookClient(nb, timeout=-1, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute()\n"
+        "seconds = time.perf_counter() - started\n"
+        "nbformat.write(nb, f'{out}/{name}.ipynb')\n"
+        "print(json.dumps(dict(notebook=name, seconds=seconds)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "UNET_FAST" or s.args.smoke}
+    out = s.work / "notebooks"
+    out.mkdir(exist_ok=True)
+    end = s.elapsed() + limit
+    for name in ("04_training", "05_evaluation_submission"):
+        started = time.perf_counter()
+        result = s.call([PY, "-c", code, name, str(out)], out / f"{name}.log", end - s.elapsed(), env)
+        s.say(f"notebook {name}: {'stopped at its limit' if result is None else f'exit {result}'}, "
+              f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+
+
+def train_command(name: str, options: list[str], epochs: int, s: Session) -> list[str]:
+    main, finetune = max(int(epochs * 0.8), 1), max(epochs - int(epochs * 0.8), 1)
+    cycle = max(main // 4, 1)  # four cosine cycles, their ends averaged
+    command = [PY, "-m", "unet_helpers.train", "--data", str(s.args.data), "--recipe", "medium-strong"]
+    command += options + ["--epochs", str(main), "--finetune-epochs", str(finetune)]
+    command += ["--scheduler", "cosine_restarts", "--cycle-epochs", str(cycle), "--snapshot-average"]
+    command += ["--test-fraction", "0.1", "--split-seed", "0", "--out", str(s.work / "flagship" / name)]
+    return command + ["--resume", "--no-progress", "--processes", "1", "--threads", "1"] + smoke_options(s)
+
+
+def smoke_options(s: Session) -> list[str]:
+    """--smoke (a check of this script on a CPU): a few tiles per run."""
+    return ["--limit-train", "64", "--limit-val", "32"] if s.args.smoke else []
+
+
+def side_by_side(s: Session, epoch: dict, end: float) -> None:
+    """Part 3: the flagship candidates and the lever table together, until ``end`` (seconds into the session)."""
+    gpu_per_epoch = epoch["seconds"] * epoch["busy"] * 1.25  # validation and batch-norm statistics on top
+    capacity = 0.75 * (end - s.elapsed())  # GPU seconds, with a margin for the runs that end early
+    flagship_epochs = int(0.55 * capacity / (gpu_per_epoch * sum(cost for _, cost in CANDIDATES.values())))
+    flagship_epochs = 5 if s.args.smoke else min(max(flagship_epochs, 20), 400)
+    lever_epochs = int(0.45 * capacity / (gpu_per_epoch * LEVER_ROWS * LEVER_SEEDS))
+    lever_epochs = 1 if s.args.smoke else min(max(lever_epochs, 8), 50)
+    plan = s.work / "plan.json"  # a resumed session keeps the first one's epochs (a run resumes only as planned)
+    if plan.is_file():
+        flagship_epochs, lever_epochs = json.loads(plan.read_text()).values()
+    plan.write_text(json.dumps(dict(flagship_epochs=flagship_epochs, lever_epochs=lever_epochs)))
+    s.say(
+        f"side by side for {end - s.elapsed():.0f} s: GPU time per medium-strong epoch {gpu_per_epoch:.3f} s; "
+        f"flagship candidates {flagship_epochs} epochs each, lever runs {lever_epochs} main epochs each"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    running = []
+    for name, (options, _cost) in list(CANDIDATES.items())[: 1 if s.args.smoke else None]:
+        log = s.work / "flagship" / name / "train.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = train_command(name, options, flagship_epochs, s)
+        running.append((name, subprocess.Popen(command, stdout=open(log, "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)))  # fmt: skip
+    levers = [PY, "benchmarks/levers.py", "--data", str(s.args.data), "--out", str(s.work / "levers")]
+    levers += ["--seeds", "0", "1", "--parallel", "2" if s.args.smoke else "10"]
+    levers += ["--deadline", str(max(end - s.elapsed(), 1))] + (["--only", "+ scSE"] if s.args.smoke else [])
+    levers += ["--", "--epochs", str(lever_epochs)] + smoke_options(s)
+    lever_process = subprocess.Popen(levers, stdout=open(s.work / "levers.log", "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)  # fmt: skip
+    while s.elapsed() < end and (any(p.poll() is None for _, p in running) or lever_process.poll() is None):
+        time.sleep(5)
+    for name, process in running:
+        if process.poll() is None:
+            process.terminate()
+            s.say(f"flagship {name}: stopped at the deadline (it resumes with the same command)")
+        else:
+            s.say(f"flagship {name}: exit {process.returncode}")
+    try:
+        lever_process.wait(timeout=60)  # it stops its runs at its own deadline, then writes the table
+    except subprocess.TimeoutExpired:
+        lever_process.terminate()
+    s.say(f"levers: exit {lever_process.returncode}")
+
+
+def export_flagship(s: Session, end: float) -> None:
+    """Part 4: export every candidate that has a best.pt, side by side, on the GPU."""
+    processes = []
+    for name in CANDIDATES:
+        run = s.work / "flagship" / name
+        if not (run / "best.pt").is_file():
+            continue
+        command = [PY, "-m", "unet_helpers.pretrained", "export", "--run", str(run), "--data", str(s.args.data)]
+        command += ["--out-dir", str(run / "card"), "--name", name, "--overwrite"]
+        command += ["--device", "cpu" if s.args.smoke else "cuda"]
+        processes.append((name, subprocess.Popen(command, stdout=open(run / "export.log", "a"), stderr=subprocess.STDOUT, cwd=ROOT)))  # fmt: skip
+    for name, process in processes:
+        try:
+            process.wait(timeout=max(end - s.elapsed(), 1))
+        except subprocess.TimeoutExpired:
+            process.terminate()
+        card = s.work / "flagship" / name / "card" / f"{name}.json"
+        held_out = json.loads(card.read_text())["held_out"]["tgs"] if card.is_file() else None
+        s.say(f"flagship {name}: exported, held-out tgs_score {held_out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/tgs-salt"))
+    parser.add_argument("--work", type=Path, default=Path("runs/gpu-session"))
+    parser.add_argument("--budget", type=float, default=560, help="seconds for the whole session")
+    parser.add_argument("--pack-dir", type=Path, default=None, help="where to pack the results, every minute")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["bench", "notebooks", "train"])
+    parser.add_argument("--smoke", action="store_true", help="check this script on a CPU: fast mode, a few tiles")
+    args = parser.parse_args()
+    args.data, args.work = args.data.resolve(), args.work.resolve()
+    s = Session(args)
+    smi = None
+    if shutil.which("nvidia-smi"):
+        subprocess.run(["nvidia-smi"], stdout=s.log, stderr=subprocess.STDOUT)
+        smi = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=timestamp,utilization.gpu,memory.used", "--format=csv", "-l", "5"],
+            stdout=open(s.work / "smi.csv", "a"),
+            stderr=subprocess.DEVNULL,
+        )
+    stop = threading.Event()
+
+    def pack_every_minute() -> None:
+        while not stop.wait(60):
+            s.pack()
+
+    threading.Thread(target=pack_every_minute, daemon=True).start()
+    budget = args.budget
+    epoch = bench(s, min(130, 0.25 * budget)) if "bench" not in args.skip else dict(seconds=0.5, busy=0.6)
+    if "notebooks" not in args.skip:
+        notebooks(s, min(220, 0.4 * budget))
+    if "train" not in args.skip:
+        side_by_side(s, epoch, budget - 45)
+        export_flagship(s, budget - 12)
+    if smi is not None:
+        smi.terminate()
+    stop.set()
+    s.say("done")
+    s.pack()
+
+
+if __name__ == "__main__":
+    main()
