@@ -54,6 +54,9 @@ WRONG = {
     "06.2": (50, "global batches"),
     "07.1": (14, "Walk the layers"),
     "07.2": (lambda module, args: (torch.zeros_like(args[0]), args[1]), "return (x, torch.zeros_like(skip))"),
+    "09.1": (0.3, "the variances add"),
+    "09.2": (lambda x, v, t, t_next: x + (t - t_next) * v, "a negative step"),
+    "09.3": (2.0, "the target is noise - x0"),
 }
 
 
@@ -64,7 +67,7 @@ def test_a_typical_mistake_is_explained(exercise):
     assert not ok and hint in message
 
 
-@pytest.mark.parametrize("exercise", ["02.1", "04.1", "05.1", "05.2", "07.2"])
+@pytest.mark.parametrize("exercise", ["02.1", "04.1", "05.1", "05.2", "07.2", "09.2"])
 def test_an_unwritten_function_gets_a_hint_not_a_crash(exercise):
     ok, message = verify(exercise, _raises)
     assert not ok and "NotImplementedError" in message

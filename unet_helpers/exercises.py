@@ -286,6 +286,28 @@ def _zero_skip_hook(answer) -> str:
     return "a pre-hook may return new arguments: the decoder then sees zeros where the encoder's features were."
 
 
+def _euler_step(answer) -> str:
+    fn = _function(answer)
+    torch.manual_seed(0)
+    x, velocity = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    try:
+        got = fn(x, velocity, 0.6, 0.5)
+    except NotImplementedError:
+        raise NotYet("the function still raises NotImplementedError: write its body") from None
+    except Exception as err:
+        raise NotYet(f"the function failed: {type(err).__name__}: {err}") from None
+    if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+        raise NotYet("return a tensor of x's shape: the pairs one step closer to the data")
+    if torch.allclose(got, x + 0.1 * velocity, atol=1e-6):
+        raise NotYet("that steps towards the noise: t falls from 1 to 0, so x moves by (t_next - t) v, a negative step")
+    if not torch.allclose(got, x - 0.1 * velocity, atol=1e-6):
+        raise NotYet("an Euler step follows the velocity for the time step: x + (t_next - t) * velocity")
+    return (
+        "x_{t_next} = x_t + (t_next - t) v(x_t, t): the velocity dx/dt times the (negative) time step, "
+        "as sample() does 50 times."
+    )
+
+
 EXERCISES: dict[str, Exercise] = {
     "01.1": Exercise(
         "the multiply-accumulates of level 2 of the paper's network for a 572x572 input: enc2_conv1, enc2_conv2, up2, "
@@ -366,6 +388,32 @@ EXERCISES: dict[str, Exercise] = {
         ),
     ),
     "07.2": Exercise("a forward pre-hook for an UpBlock that replaces its skip connection by zeros", _zero_skip_hook),
+    "09.1": Exercise(
+        "the share of x_t's variance that is noise at t = 0.3, for data and noise of unit variance",
+        lambda a: _close(
+            a,
+            0.3**2 / (0.7**2 + 0.3**2),
+            1e-3,
+            "x_t = (1 - t) x0 + t noise with independent parts: the variances add, each scaled by its "
+            "coefficient squared.",
+            "Var x_t = 0.7^2 + 0.3^2 = 0.58, of which 0.09 is noise: 15.5%. At t = 0.3 the tile still dominates; the "
+            "two parts weigh the same at t = 0.5.",
+        ),
+    ),
+    "09.2": Exercise("one Euler step of the sampler: euler_step(x, velocity, t, t_next)", _euler_step),
+    "09.3": Exercise(
+        "the velocity a network without a time input must predict at x_t = 0 for a tile x0 whose noise was -x0",
+        lambda a: _close(
+            a,
+            -2.0,
+            1e-6,
+            "x_t = (1 - t) x0 + t noise with noise = -x0 gives x_t = (1 - 2t) x0, which is 0 at t = 0.5; the target "
+            "is noise - x0. Give it as a multiple of x0 (x0 = 1).",
+            "v = noise - x0 = -2 x0 here, but the same x_t = 0 arises at t = 0.5 from every pair with noise = -x0, "
+            "and from countless others at other t: without t the network sees one input with many targets and can "
+            "only predict their average. The time input says how far along the line it is.",
+        ),
+    ),
 }
 
 

@@ -310,16 +310,21 @@ class DoubleConv(nn.Sequential):
     (N, C_in, H, W) -> (N, C_out, H - 4, W - 4) with valid padding, (N, C_out, H, W) with same.
     """
 
-    def __init__(self, c_in: int, c_out: int, padding: str, padding_mode: str, batch_norm: bool) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, padding: str, padding_mode: str, batch_norm: bool, group_norm: bool = False
+    ) -> None:
         layers: list[nn.Module] = []
+        normed = batch_norm or group_norm
         for c in (c_in, c_out):
             layers.append(
                 nn.Conv2d(
-                    c, c_out, 3, padding=1 if padding == "same" else 0, padding_mode=padding_mode, bias=not batch_norm
+                    c, c_out, 3, padding=1 if padding == "same" else 0, padding_mode=padding_mode, bias=not normed
                 )
             )
             if batch_norm:
                 layers.append(nn.BatchNorm2d(c_out))
+            if group_norm:  # statistics of each image alone: what a denoiser needs, whose batches mix noise levels
+                layers.append(nn.GroupNorm(8, c_out))
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
@@ -397,6 +402,7 @@ class UpBlock(nn.Module):
         upsample: str = "transpose",
         block: str = "double",
         attention: str | None = None,
+        group_norm: bool = False,
     ) -> None:
         super().__init__()
         self.padding = padding
@@ -406,7 +412,10 @@ class UpBlock(nn.Module):
             self.up = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(c_in, c_out, 1)
             )
-        self.conv = conv_block(2 * c_out, c_out, padding, padding_mode, batch_norm, block, attention)
+        if group_norm:
+            self.conv = DoubleConv(2 * c_out, c_out, padding, padding_mode, batch_norm, group_norm=True)
+        else:
+            self.conv = conv_block(2 * c_out, c_out, padding, padding_mode, batch_norm, block, attention)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
@@ -566,6 +575,11 @@ class UNetLevel(nn.Module):
     then, on the pooled map, a U-Net of depth d - 1 (``inner``), then an up-convolution, the
     concatenated skip and a DoubleConv (``decode``, an :class:`UpBlock`).
     (N, c_in, H, W) -> (N, features[0], H', W'), H' as for :class:`UNet`.
+
+    With ``time_dim`` (a diffusion denoiser, notebook 09) the level also takes a time embedding
+    (N, time_dim) and scales and shifts its features by it after ``encode`` and after ``decode``:
+    h * (1 + scale) + shift, one scale and one shift per channel from a linear layer that starts at
+    zero, so that an untrained denoiser computes what the same network without time does.
     """
 
     def __init__(
@@ -576,21 +590,58 @@ class UNetLevel(nn.Module):
         padding_mode: str,
         batch_norm: bool,
         upsample: str = "transpose",
+        time_dim: int | None = None,
+        group_norm: bool = False,
     ) -> None:
         super().__init__()
         block = dict(padding=padding, padding_mode=padding_mode, batch_norm=batch_norm, upsample=upsample)
         self.depth = len(features) - 1
-        self.encode = DoubleConv(c_in, features[0], padding, padding_mode, batch_norm)
+        self.encode = DoubleConv(c_in, features[0], padding, padding_mode, batch_norm, group_norm)
         if self.depth > 0:
             self.pool = nn.MaxPool2d(2, 2, ceil_mode=(padding == "same"))
-            self.inner = UNetLevel(features[0], features[1:], **block)  # the smaller U-Net, one level down
-            self.decode = UpBlock(features[1], features[0], **block)  # up-convolution, skip, DoubleConv
+            self.inner = UNetLevel(features[0], features[1:], **block, time_dim=time_dim, group_norm=group_norm)
+            self.decode = UpBlock(features[1], features[0], **block, group_norm=group_norm)
+        if time_dim is not None:
+            self.encode_time = zero_linear(time_dim, 2 * features[0])
+            self.decode_time = zero_linear(time_dim, 2 * features[0]) if self.depth > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time: torch.Tensor | None = None) -> torch.Tensor:
         skip = self.encode(x)
+        if time is not None:
+            skip = scale_and_shift(skip, self.encode_time(time))
         if self.depth == 0:
             return skip  # the bottom of the U
-        return self.decode(self.inner(self.pool(skip)), skip)
+        out = self.decode(self.inner(self.pool(skip), time), skip)
+        return out if time is None else scale_and_shift(out, self.decode_time(time))
+
+
+def zero_linear(n_in: int, n_out: int) -> nn.Linear:
+    """A linear layer whose weights and bias start at zero."""
+    layer = nn.Linear(n_in, n_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def scale_and_shift(h: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """h (N, C, H, W) * (1 + scale) + shift, with params (N, 2C) = [scale | shift] for each image and channel."""
+    scale, shift = params[:, :, None, None].chunk(2, dim=1)
+    return h * (1 + scale) + shift
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Times t in [0, 1], shape (N,), -> (N, dim): sin and cos of 1000 t at ``dim / 2`` frequencies from 1 to
+    1/10,000 (the Transformer's position code, which DDPM uses for its step number), so that nearby times get
+    similar vectors and the network can tell t = 0.50 from t = 0.51."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        half = dim // 2
+        self.register_buffer("frequencies", torch.exp(-math.log(10_000) * torch.arange(half) / (half - 1)))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = 1000 * t[:, None].float() * self.frequencies[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 class RecursiveUNet(nn.Module):
@@ -611,19 +662,34 @@ class RecursiveUNet(nn.Module):
         padding_mode: str = "zeros",
         batch_norm: bool = False,
         upsample: str = "transpose",
+        time_dim: int | None = None,
+        group_norm: bool = False,
     ) -> None:
         super().__init__()
         self.features = _check_config(in_channels, out_channels, features, padding, padding_mode, upsample)
-        self.in_channels, self.padding = in_channels, padding
-        self.unet = UNetLevel(in_channels, self.features, padding, padding_mode, batch_norm, upsample)
+        self.in_channels, self.padding, self.time_dim = in_channels, padding, time_dim
+        self.unet = UNetLevel(
+            in_channels, self.features, padding, padding_mode, batch_norm, upsample, time_dim, group_norm
+        )
         self.head = nn.Conv2d(self.features[0], out_channels, kernel_size=1)
         init_paper_(self)
+        if time_dim is not None:  # the time input of a diffusion denoiser: t -> sinusoids -> a small MLP
+            self.time_embedding = nn.Sequential(
+                SinusoidalEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim)
+            )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """x (N, in_channels, H, W) -> (N, out_channels, H', W'); a denoiser (``time_dim``) also takes t (N,)."""
         _check_input(x, self.in_channels)
         for side in x.shape[-2:]:
             _check_side(side, len(self.features), self.padding)
-        return self.head(self.unet(x))
+        if (t is None) != (self.time_dim is None):
+            raise ValueError(
+                "this network has a time input (time_dim): pass t, one time per image"
+                if t is None
+                else "this network has no time input: build it with time_dim=... to pass t"
+            )
+        return self.head(self.unet(x, None if t is None else self.time_embedding(t)))
 
 
 def transfer_weights(source: nn.Module, target: nn.Module) -> None:

@@ -32,16 +32,19 @@ from torch.utils.data import DataLoader
 from .data import N_TRAIN, TGSArrays, TGSSaltDataset, load_tgs_split
 from .engine import CheckpointError, predict
 from .metrics import iou, tgs_score
-from .models import UNet, count_parameters
+from .models import RecursiveUNet, UNet, count_parameters
 from .postprocess import choose_postprocessing, to_masks
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 NAMES = ("small-valid", "small-same", "medium-reflect", "medium-strong")  # the recipes of notebook 04
+GENERATORS = ("denoiser",)  # notebook 09's flow-matching denoiser, which generates tiles with their masks
 
 
-def available_pretrained() -> list[str]:
-    """Names of the shipped models whose weights and card are both installed."""
-    return [n for n in NAMES if (WEIGHTS_DIR / f"{n}.pt").is_file() and (WEIGHTS_DIR / f"{n}.json").is_file()]
+def available_pretrained(generators: bool = False) -> list[str]:
+    """Names of the shipped segmentation models whose weights and card are both installed (with ``generators``,
+    the shipped denoisers too)."""
+    names = NAMES + (GENERATORS if generators else ())
+    return [n for n in names if (WEIGHTS_DIR / f"{n}.pt").is_file() and (WEIGHTS_DIR / f"{n}.json").is_file()]
 
 
 def load_card(name: str) -> dict:
@@ -50,21 +53,23 @@ def load_card(name: str) -> dict:
     return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
 
 
-def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
-    """A shipped U-Net by recipe name, in eval mode on ``device``, and its card.
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A shipped U-Net by name, in eval mode on ``device``, and its card: a segmenter (a ``UNet``, by recipe name)
+    or the denoiser of notebook 09 (a ``RecursiveUNet`` with a time input, ``"denoiser"``).
 
     Raises ``ValueError`` listing the names when ``name`` is not one of them.
     """
     card = load_card(name)
-    model = UNet(**card["model_config"])
+    build = RecursiveUNet if card.get("kind") == "denoiser" else UNet
+    model = build(**card["model_config"])
     state = torch.load(WEIGHTS_DIR / f"{name}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval(), card
 
 
 def _check_name(name: str) -> None:
-    if name not in available_pretrained():
-        known = ", ".join(available_pretrained()) or "none are installed"
+    if name not in available_pretrained(generators=True):
+        known = ", ".join(available_pretrained(generators=True)) or "none are installed"
         raise ValueError(f"no shipped model named {name!r}; the names are: {known}")
 
 
@@ -322,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name:16} {card['parameters']:>9,} parameters  held-out tgs_score {card['held_out']['tgs']:.3f}"
                     f"  ({card['held_out']['tiles']} tiles, empty baseline {card['held_out']['empty_baseline']:.3f})"
                 )
+            for name in set(available_pretrained(generators=True)) - set(available_pretrained()):
+                card = load_card(name)
+                print(f"{name:16} {card['parameters']:>9,} parameters  {card['summary']}")
     except (CheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

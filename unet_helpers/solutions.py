@@ -24,6 +24,8 @@ SOLUTIONS: dict = {
     "06.1": 482_033 * 4,
     "06.2": 2400 // 32,
     "07.1": 18,
+    "09.1": 0.3**2 / (0.7**2 + 0.3**2),
+    "09.3": -2.0,
 }
 
 
@@ -62,4 +64,18 @@ def zero_skip(module: torch.nn.Module, args: tuple) -> tuple:
     return x, torch.zeros_like(skip)
 
 
-SOLUTIONS.update({"02.1": level_forward, "04.1": dice_loss, "05.1": tgs_one, "05.2": hflip_tta, "07.2": zero_skip})
+def euler_step(x: torch.Tensor, velocity: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
+    """09.2: one step of the flow-matching sampler, from time t to the smaller t_next."""
+    return x + (t_next - t) * velocity
+
+
+SOLUTIONS.update(
+    {
+        "02.1": level_forward,
+        "04.1": dice_loss,
+        "05.1": tgs_one,
+        "05.2": hflip_tta,
+        "07.2": zero_skip,
+        "09.2": euler_step,
+    }
+)
