@@ -19,7 +19,12 @@ Every run resumes (``--resume``), so the same command continues an interrupted s
 
 What the first session with it saw (one H200, 2026-11-26; README, Benchmarks): a medium-strong epoch alone takes
 1.16 s with the GPU busy 40% of it, and runs side by side take turns on the GPU rather than overlap (13 processes
-gave about 1.5x one process's throughput). Part 3 is therefore better spent on few long runs than on many short ones.
+gave about 1.5x one process's throughput). Part 3 is therefore better spent on few long runs than on many short ones:
+
+    python benchmarks/gpu_session.py --skip notebooks --candidates levers-wide --no-levers --budget 560
+
+trains one flagship candidate alone for everything the benchmark leaves, its epochs sized from the wall time of one
+epoch (alone, a run is paced by its kernel launches, not by the GPU's arithmetic).
 """
 
 from __future__ import annotations
@@ -159,9 +164,13 @@ def smoke_options(s: Session) -> list[str]:
 
 def side_by_side(s: Session, epoch: dict, end: float) -> None:
     """Part 3: the flagship candidates and the lever table together, until ``end`` (seconds into the session)."""
-    gpu_per_epoch = epoch["seconds"] * epoch["busy"] * 1.25  # validation and batch-norm statistics on top
+    candidates = {name: CANDIDATES[name] for name in s.args.candidates}
+    alone = len(candidates) == 1 and not s.args.levers
+    # Side by side, runs share the GPU's busy time; a run alone is paced by the wall time of its epochs.
+    gpu_per_epoch = epoch["seconds"] * (1.0 if alone else epoch["busy"]) * 1.25  # validation, batch-norm statistics
     capacity = 0.75 * (end - s.elapsed())  # GPU seconds, with a margin for the runs that end early
-    flagship_epochs = int(0.55 * capacity / (gpu_per_epoch * sum(cost for _, cost in CANDIDATES.values())))
+    share = 0.55 if s.args.levers else 1.0
+    flagship_epochs = int(share * capacity / (gpu_per_epoch * sum(cost for _, cost in candidates.values())))
     flagship_epochs = 5 if s.args.smoke else min(max(flagship_epochs, 20), 400)
     lever_epochs = int(0.45 * capacity / (gpu_per_epoch * LEVER_ROWS * LEVER_SEEDS))
     lever_epochs = 1 if s.args.smoke else min(max(lever_epochs, 8), 50)
@@ -175,17 +184,20 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     running = []
-    for name, (options, _cost) in list(CANDIDATES.items())[: 1 if s.args.smoke else None]:
+    for name, (options, _cost) in list(candidates.items())[: 1 if s.args.smoke else None]:
         log = s.work / "flagship" / name / "train.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = train_command(name, options, flagship_epochs, s)
         running.append((name, subprocess.Popen(command, stdout=open(log, "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)))  # fmt: skip
-    levers = [PY, "benchmarks/levers.py", "--data", str(s.args.data), "--out", str(s.work / "levers")]
-    levers += ["--seeds", "0", "1", "--parallel", "2" if s.args.smoke else "10"]
-    levers += ["--deadline", str(max(end - s.elapsed(), 1))] + (["--only", "+ scSE"] if s.args.smoke else [])
-    levers += ["--", "--epochs", str(lever_epochs)] + smoke_options(s)
-    lever_process = subprocess.Popen(levers, stdout=open(s.work / "levers.log", "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)  # fmt: skip
-    while s.elapsed() < end and (any(p.poll() is None for _, p in running) or lever_process.poll() is None):
+    lever_process = None
+    if s.args.levers:
+        levers = [PY, "benchmarks/levers.py", "--data", str(s.args.data), "--out", str(s.work / "levers")]
+        levers += ["--seeds", "0", "1", "--parallel", "2" if s.args.smoke else "10"]
+        levers += ["--deadline", str(max(end - s.elapsed(), 1))] + (["--only", "+ scSE"] if s.args.smoke else [])
+        levers += ["--", "--epochs", str(lever_epochs)] + smoke_options(s)
+        lever_process = subprocess.Popen(levers, stdout=open(s.work / "levers.log", "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)  # fmt: skip
+    processes = [p for _, p in running] + ([lever_process] if lever_process else [])
+    while s.elapsed() < end and any(p.poll() is None for p in processes):
         time.sleep(5)
     for name, process in running:
         if process.poll() is None:
@@ -193,6 +205,8 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
             s.say(f"flagship {name}: stopped at the deadline (it resumes with the same command)")
         else:
             s.say(f"flagship {name}: exit {process.returncode}")
+    if lever_process is None:
+        return
     try:
         lever_process.wait(timeout=60)  # it stops its runs at its own deadline, then writes the table
     except subprocess.TimeoutExpired:
@@ -203,7 +217,7 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
 def export_flagship(s: Session, end: float) -> None:
     """Part 4: export every candidate that has a best.pt, side by side, on the GPU."""
     processes = []
-    for name in CANDIDATES:
+    for name in s.args.candidates:
         run = s.work / "flagship" / name
         if not (run / "best.pt").is_file():
             continue
@@ -228,6 +242,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=560, help="seconds for the whole session")
     parser.add_argument("--pack-dir", type=Path, default=None, help="where to pack the results, every minute")
     parser.add_argument("--skip", nargs="*", default=[], choices=["bench", "notebooks", "train"])
+    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
+    parser.add_argument("--levers", action=argparse.BooleanOptionalAction, default=True, help="the lever table too")
     parser.add_argument("--smoke", action="store_true", help="check this script on a CPU: fast mode, a few tiles")
     args = parser.parse_args()
     args.data, args.work = args.data.resolve(), args.work.resolve()

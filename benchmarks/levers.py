@@ -2,7 +2,7 @@
 
     python benchmarks/levers.py --data data/tgs-salt --out runs/levers                 # every row, 3 seeds each
     python benchmarks/levers.py --data data/tgs-salt --out runs/levers --parallel 4    # 4 runs side by side (a GPU)
-    python benchmarks/levers.py ... --only baseline scse --seeds 0 1                  # some rows
+    python benchmarks/levers.py ... --only "+ scSE" --seeds 0 1                     # some rows
     python benchmarks/levers.py ... -- --epochs 2 --limit-train 64                    # anything after -- goes to the trainer
 
 Every row is the baseline recipe (medium-strong) with one change: a lever added (residual blocks, scSE, a
@@ -14,7 +14,9 @@ each seed's baseline is its own reference), then ``pretrained export`` chooses t
 validation tiles and scores the held-out ones once. The table gives, per row, the mean held-out tgs_score, its
 spread over seeds (standard deviation) and the mean of the per-seed differences to the baseline. A difference is
 called real only when it is larger than the spread of those differences. Runs resume (``--resume``), so an
-interrupted table continues where it stopped. Writes ``table.md`` and ``results.json`` under ``--out``.
+interrupted table continues where it stopped. Writes ``table.md`` and ``results.json`` (a record, the rows'
+scores; notebook 08 reads the ones copied to ``unet_helpers/records/``) under ``--out``. The rows themselves are
+``unet_helpers.levers.ROWS``, so the notebook trains a row exactly as this script does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -32,28 +33,7 @@ from pathlib import Path
 
 import torch
 
-ROWS: dict[str, list[str]] = {
-    "baseline": [],
-    "+ residual blocks": ["--block", "residual"],
-    "+ scSE": ["--attention", "scse"],
-    "+ hypercolumn head": ["--hypercolumn"],
-    "+ bilinear upsampling": ["--upsample", "bilinear"],
-    "+ symmetric Lovasz": ["--finetune-loss", "lovasz_symmetric"],
-    "+ empty/non-empty head, deep supervision": ["--salt-head"],
-    "+ cosine restarts, snapshots averaged": [
-        "--scheduler",
-        "cosine_restarts",
-        "--cycle-epochs",
-        "10",
-        "--snapshot-average",
-    ],
-    "- batch norm (lr 1e-4)": ["--no-batch-norm", "--lr", "1e-4"],
-    "- flips": ["--no-augment"],
-    "- BCE + Dice (BCE alone)": ["--loss", "bce"],
-    "- AdamW + cosine (Adam + plateau)": ["--optimizer", "adam", "--scheduler", "plateau"],
-    "- Lovasz stage": ["--finetune-epochs", "0"],
-    "- fifth level": ["--features", "16,32,64,128"],
-}
+from unet_helpers.levers import ROWS, markdown_table, row_options, row_recipe, summarise
 
 
 def slug(name: str) -> str:
@@ -66,9 +46,15 @@ def run_dir(name: str, seed: int, args: argparse.Namespace) -> Path:
 
 def train_command(name: str, seed: int, args: argparse.Namespace, extra: list[str]) -> list[str]:
     command = [sys.executable, "-m", "unet_helpers.train", "--data", str(args.data), "--recipe", "medium-strong"]
-    command += ROWS[name] + ["--test-fraction", "0.1", "--seed", str(seed), "--out", str(run_dir(name, seed, args))]
+    command += row_options(name, epochs_of(extra)) + ["--test-fraction", "0.1", "--seed", str(seed)]
+    command += ["--out", str(run_dir(name, seed, args))]
     command += ["--resume", "--no-progress", "--processes", "1"]
     return command + (["--device-batches"] if args.device_batches else []) + extra
+
+
+def epochs_of(extra: list[str]) -> int | None:
+    """The main epochs given to the trainer after ``--`` (None: the recipe's own)."""
+    return int(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else None
 
 
 def export_command(name: str, seed: int, args: argparse.Namespace) -> list[str]:
@@ -152,27 +138,23 @@ def main() -> None:
         timer.start()
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         list(pool.map(lambda job: runner.job(*job), jobs))
-    scores = {name: {seed: held_out(name, seed, args) for seed in args.seeds} for name in rows}
-    base = scores["baseline"]
-    lines = [
-        "| row | held-out tgs_score (mean +- sd) | difference to baseline (mean +- sd) | real? |",
-        "|---|---|---|---|",
-    ]
-    results = {}
-    for name in rows:
-        got = [s for s in scores[name].values() if s is not None]
-        diffs = [scores[name][k] - base[k] for k in args.seeds if scores[name][k] is not None and base[k] is not None]
-        mean = statistics.mean(got) if got else float("nan")
-        sd = statistics.stdev(got) if len(got) > 1 else float("nan")
-        d_mean = statistics.mean(diffs) if diffs else float("nan")
-        d_sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-        real = "-" if name == "baseline" else ("yes" if abs(d_mean) > d_sd else "no")
-        lines.append(f"| {name} | {mean:.3f} +- {sd:.3f} | {d_mean:+.3f} +- {d_sd:.3f} | {real} |")
-        results[name] = dict(scores=scores[name], mean=mean, sd=sd, difference=d_mean, difference_sd=d_sd)
+    scores = {name: {str(seed): held_out(name, seed, args) for seed in args.seeds} for name in rows}
+    epochs = epochs_of(extra) or row_recipe("baseline").epochs
+    record = dict(
+        what=f"benchmarks/levers.py: every row is medium-strong with one change; held-out tgs_score per seed "
+        f"(split 80/10/10 by the seed, post-processing chosen on the validation tiles); trainer options {extra}",
+        device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        command=" ".join(["python", "benchmarks/levers.py", *sys.argv[1:]]),
+        epochs=epochs,
+        finetune_epochs=row_recipe("baseline", epochs).finetune_epochs,
+        seeds=args.seeds,
+        rows={name: dict(scores=scores[name], baselines=scores["baseline"]) for name in rows},
+    )
+    table = markdown_table(summarise(record))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.md").write_text("\n".join(lines) + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    print("\n".join(lines))
+    (args.out / "table.md").write_text(table + "\n")
+    (args.out / "results.json").write_text(json.dumps(record, indent=1))  # a record: copy it to unet_helpers/records
+    print(table)
 
 
 if __name__ == "__main__":

@@ -166,3 +166,81 @@ def test_the_trainer_supervises_the_salt_head(tmp_path):
     assert train_cli.main(argv) == 0
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     assert checkpoint["model_config"]["salt_head"] is True and "salt_classifier.2.weight" in checkpoint["model"]
+
+
+# --- the lever table (unet_helpers.levers): rows, records, the summary --------------------------------------------
+
+
+def test_every_row_is_medium_strong_with_its_one_change():
+    from unet_helpers.levers import ROWS, row_recipe
+    from unet_helpers.recipes import RECIPES
+
+    strong = RECIPES["medium-strong"]
+    assert row_recipe("baseline") == strong
+    scse = row_recipe("+ scSE")
+    assert scse.model == {**strong.model, "attention": "scse"} and scse.loss == strong.loss
+    assert row_recipe("- fifth level").model["features"] == (16, 32, 64, 128)
+    assert row_recipe("- Lovasz stage").finetune_epochs == 0 and not row_recipe("- Lovasz stage").has_finetune
+    restarts = row_recipe("+ cosine restarts, snapshots averaged")
+    assert (restarts.scheduler, restarts.cycle_epochs, restarts.snapshot_average) == ("cosine_restarts", 10, True)
+    assert row_recipe("+ cosine restarts, snapshots averaged", epochs=8).cycle_epochs == 1  # still restarts
+    short = row_recipe("+ symmetric Lovasz", epochs=8)  # the fine-tune keeps its share: 50 + 15 -> 8 + 2
+    assert (short.epochs, short.finetune_epochs, short.finetune_loss) == (8, 2, "lovasz_symmetric")
+    assert len(ROWS) == 14 and sum(name.startswith("+") for name in ROWS) == 7
+    with pytest.raises(ValueError, match="unknown row 'scse'.*\\+ scSE"):
+        row_recipe("scse")
+
+
+def test_the_summary_compares_each_seed_with_the_baseline_of_the_same_seed():
+    from unet_helpers.levers import markdown_table, summarise
+
+    record = {
+        "rows": {
+            "baseline": {"scores": {"0": 0.70, "1": 0.60}, "baselines": {"0": 0.70, "1": 0.60}},
+            "+ a": {"scores": {"0": 0.72, "1": 0.63}, "baselines": {"0": 0.70, "1": 0.60}},  # +0.02, +0.03
+            "+ b": {"scores": {"0": 0.75, "1": 0.55}, "baselines": {"0": 0.70, "1": 0.60}},  # +0.05, -0.05
+            "+ c": {"scores": {"0": 0.71, "1": None}, "baselines": {"0": 0.70, "1": 0.60}},  # one seed unfinished
+        }
+    }
+    base, a, b, c = summarise(record)
+    assert base["real"] is None and base["mean"] == pytest.approx(0.65)
+    assert a["differences"] == pytest.approx([0.02, 0.03]) and a["difference"] == pytest.approx(0.025)
+    assert a["real"] and 0 < a["p"] < 0.2  # above its spread; a paired t-test of two seeds is still weak evidence
+    assert b["difference"] == pytest.approx(0) and not b["real"] and b["p"] == pytest.approx(1)
+    assert c["seeds"] == 1 and c["differences"] == pytest.approx([0.01]) and not c["real"]
+    table = markdown_table([base, a, b, c])
+    assert "| + a | 0.675 +- 0.064 | +0.025 +- 0.007 | yes | 0.13 |" in table
+
+
+def test_the_shipped_lever_record_holds_every_row_for_every_seed():
+    from unet_helpers.levers import ROWS, available_records, load_record, summarise
+
+    assert "levers-h200-8+2-epochs" in available_records()
+    record = load_record("levers-h200-8+2-epochs")
+    assert list(record["rows"]) == list(ROWS) and record["seeds"] == [0, 1]
+    assert (record["epochs"], record["finetune_epochs"]) == (8, 2)
+    for row in summarise(record):
+        assert row["seeds"] == 2 and all(0.39 < s < 1 for s in row["scores"])
+    with pytest.raises(ValueError, match="no lever record 'levers-nope'.*levers-h200"):
+        load_record("levers-nope")
+
+
+def test_a_row_trains_and_is_scored_on_its_held_out_tiles(tmp_path):
+    from unet_helpers.data import load_tgs_split
+    from unet_helpers.levers import train_row
+    from unet_helpers.postprocess import MIN_AREAS, THRESHOLDS
+
+    arrays = load_tgs_split(make_synthetic_tgs(tmp_path / "tgs", n_train=60, n_test=2, seed=6))
+    got = train_row("+ scSE", arrays, tmp_path / "run", torch.device("cpu"), epochs=1, limit_train=8, progress=False)
+    assert got["recipe"].model["attention"] == "scse" and len(got["history"]["epoch"]) == 1
+    assert 0 <= got["held_out_tgs"] <= 1 and got["threshold"] in THRESHOLDS and got["min_area"] in MIN_AREAS
+    again = train_row("+ scSE", arrays, tmp_path / "run", torch.device("cpu"), epochs=1, limit_train=8, progress=False)
+    assert again["held_out_tgs"] == got["held_out_tgs"]  # the finished run is loaded, not trained again
+
+
+def test_per_tile_wins_ties_and_losses():
+    from unet_helpers.levers import per_tile_difference
+
+    assert per_tile_difference([0.5, 1.0, 0.0, 0.2], [0.7, 1.0, 0.0, 0.1]) == dict(
+        wins=1, ties=2, losses=1, mean=pytest.approx(0.025)
+    )

@@ -92,3 +92,28 @@ def test_a_fine_tune_stage_is_marked_and_epochs_are_whole_numbers():
 )
 def test_salt_labels_never_round_salt_to_0_or_100(coverage, label):
     assert salt_label(coverage) == label
+
+
+def test_the_lever_table_draws_every_row_but_the_baseline_with_a_marker_per_seed_and_the_rerun_band():
+    from matplotlib.patches import Rectangle
+
+    from unet_helpers.plots import plot_lever_table
+
+    table = [
+        dict(name="baseline", difference=0.0, differences=[0.0, 0.0]),
+        dict(name="+ a", difference=0.02, differences=[0.01, 0.03]),
+        dict(name="- b", difference=-0.05, differences=[-0.08, -0.02]),
+    ]
+    use_series_style()
+    figure = plot_lever_table(table, rerun_gap=0.04)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["+ a", "- b"]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_height() == 0.5]
+    assert sorted(round(b.get_width(), 3) for b in bars) == [-0.05, 0.02]
+    seed_0 = sorted(x for line in ax.lines for x in line.get_xdata() if line.get_marker() == "o")
+    seed_1 = sorted(x for line in ax.lines for x in line.get_xdata() if line.get_marker() == "s")
+    assert seed_0 == pytest.approx([-0.08, 0.01]) and seed_1 == pytest.approx([-0.02, 0.03])
+    band = [p for p in ax.patches if p.get_height() != 0.5]
+    assert band and band[0].get_x() == pytest.approx(-0.04) and band[0].get_width() == pytest.approx(0.08)
+    assert figure.get_size_inches()[0] <= NOTEBOOK_WIDTH + 1e-6
+    plt.close(figure)

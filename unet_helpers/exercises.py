@@ -388,6 +388,42 @@ EXERCISES: dict[str, Exercise] = {
         ),
     ),
     "07.2": Exercise("a forward pre-hook for an UpBlock that replaces its skip connection by zeros", _zero_skip_hook),
+    "08.1": Exercise(
+        "the parameters an scSE block adds after a block of 64 channels (reduction 4, as in models.SCSE)",
+        lambda a: _number(
+            a,
+            2_193,
+            "Count the three 1x1 convolutions of SCSE(64), each with its bias: the channel gate squeezes 64 channels "
+            "to 64 // 4 and back, the pixel gate maps 64 channels to 1.",
+            "(64 x 16 + 16) + (16 x 64 + 64) + (64 + 1) = 2,193: 6% of a single 3x3 convolution from 64 to 64 "
+            "channels (36,928). scSE is cheap in weights; what it adds is a gate per channel and per pixel.",
+        ),
+    ),
+    "08.2": Exercise(
+        "the parameters a hypercolumn head adds to UNet(3, 1, (32, 64, 128, 256, 512), padding='same')",
+        lambda a: _number(
+            a,
+            448,
+            "The head is a 1x1 convolution to one logit, with a bias. Without the hypercolumn it sees the top decoder "
+            "level's 32 channels; with it, the output of every decoder level side by side (the bottleneck, 512 "
+            "channels, is not a decoder level: its map goes up through the decoders).",
+            "(256 + 128 + 64 + 32 + 1) - (32 + 1) = 448 parameters: almost nothing. A hypercolumn costs memory and "
+            "time (every decoder level upsampled to the full side), not weights.",
+        ),
+    ),
+    "08.3": Exercise(
+        "the plain Lovasz hinge loss of an empty 2x2 tile whose logits are [-3, -1, 0.5, 2]",
+        lambda a: _close(
+            a,
+            3.0,
+            1e-6,
+            "The hinge errors are 1 - logit x sign, the sign -1 for sediment: 1 + logit here. Then ask which of them "
+            "the Lovasz gradient weighs when there is no salt at all.",
+            "With no salt, the salt's IoU loss is 1 as soon as one pixel is called salt, and stays 1: only the "
+            "largest error moves it, so the loss is 1 + 2 = 3 and the pixel at 0.5, also a false alarm, gets no "
+            "gradient. The symmetric loss adds the sediment's IoU, in which every false alarm counts.",
+        ),
+    ),
     "09.1": Exercise(
         "the share of x_t's variance that is noise at t = 0.3, for data and noise of unit variance",
         lambda a: _close(

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.patches import FancyArrowPatch, Rectangle
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from .models import feature_map_sides
 
@@ -304,4 +305,49 @@ def plot_history(
     for ax in (ax_loss, ax_metric):
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
+    return fig
+
+
+SEED_MARKERS = ("o", "s", "^")  # seeds 0, 1, 2 of a lever table
+
+
+def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: str = "") -> plt.Figure:
+    """Each row's difference to the baseline, one dot per seed and a bar at their mean (``levers.summarise``).
+
+    ``rerun_gap``: the gap between two runs of the very same command and seed, drawn as a grey band around zero:
+    a difference inside it is no larger than what running the baseline twice gave.
+    """
+    rows = [row for row in table if row["name"] != "baseline"]
+    fig, ax = plt.subplots(figsize=(NOTEBOOK_WIDTH, 0.38 * len(rows) + 1.6), layout="constrained")
+    y = np.arange(len(rows))[::-1]
+    handles = []
+    if rerun_gap:
+        handles.append(Patch(color="0.88", label=f"within +- {rerun_gap:.3f}: what the same seed gave run twice"))
+        ax.axvspan(-rerun_gap, rerun_gap, color="0.88")
+    ax.axvline(0, color="0.3", lw=1)
+    for k, row in zip(y, rows):
+        color = "C2" if row["name"].startswith("+") else "C0"
+        ax.barh(k, row["difference"], height=0.5, color=color, alpha=0.45)
+        for seed, difference in enumerate(row["differences"]):
+            ax.plot([difference], [k], SEED_MARKERS[seed % 3], color=color, markersize=5)
+    seeds = max(len(row["differences"]) for row in rows)
+    handles += [
+        Line2D(
+            [],
+            [],
+            marker=SEED_MARKERS[seed % 3][0],
+            color="0.3",
+            linestyle="",
+            label=f"seed {seed} against its baseline",
+        )
+        for seed in range(seeds)
+    ]
+    handles += [
+        Patch(color="C2", alpha=0.45, label="mean over seeds: a lever added"),
+        Patch(color="C0", alpha=0.45, label="mean over seeds: a part of medium-strong taken away"),
+    ]
+    ax.set_yticks(y, [row["name"] for row in rows])
+    ax.set_xlabel("held-out tgs_score minus the baseline's (left of 0: worse than medium-strong)")
+    ax.set_title(title or "each row against the baseline", fontsize=10)
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return fig

@@ -24,6 +24,12 @@ SOLUTIONS: dict = {
     "06.1": 482_033 * 4,
     "06.2": 2400 // 32,
     "07.1": 18,
+    # 08.1: channel gate 64 -> 16 -> 64 (weights and biases), pixel gate 64 -> 1
+    "08.1": (64 * 16 + 16) + (16 * 64 + 64) + (64 + 1),
+    # 08.2: the 1x1 head sees the decoders' 256 + 128 + 64 + 32 channels instead of 32
+    "08.2": (256 + 128 + 64 + 32 + 1) - (32 + 1),
+    # 08.3: on an empty tile only the largest hinge error counts: 1 + 2
+    "08.3": 3.0,
     "09.1": 0.3**2 / (0.7**2 + 0.3**2),
     "09.3": -2.0,
 }

@@ -1,0 +1,184 @@
+"""The TGS Salt winners' levers as changes to the medium-strong recipe, and the table that measures them.
+
+Each row is medium-strong with one change, written as the trainer's own command-line options
+(``python -m unet_helpers.train --recipe medium-strong <options>``), so that a row trained in notebook 08 and a
+row of ``benchmarks/levers.py`` are the same training. A *record* (``unet_helpers/records/levers-*.json``, written
+by ``benchmarks/levers.py``) holds, for every row and seed, the held-out tgs_score and the baseline's score of the
+same seed; :func:`summarise` turns it into the table: mean, spread, difference to the baseline, and whether that
+difference is larger than its own spread.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .data import TGSArrays
+from .postprocess import choose_postprocessing
+from .pretrained import predict_tiles, score_tiles
+from .recipes import Recipe, make_datasets, run_recipe
+from .train import parse_args, recipe_from_args, split_three_ways
+
+RECORDS_DIR = Path(__file__).parent / "records"
+
+ROWS: dict[str, list[str]] = {
+    "baseline": [],
+    "+ residual blocks": ["--block", "residual"],
+    "+ scSE": ["--attention", "scse"],
+    "+ hypercolumn head": ["--hypercolumn"],
+    "+ bilinear upsampling": ["--upsample", "bilinear"],
+    "+ symmetric Lovasz": ["--finetune-loss", "lovasz_symmetric"],
+    "+ empty/non-empty head, deep supervision": ["--salt-head"],
+    # its cycle length follows the budget (row_options): five cycles of the main stage, 10 epochs each at 50
+    "+ cosine restarts, snapshots averaged": ["--scheduler", "cosine_restarts", "--snapshot-average"],
+    "- batch norm (lr 1e-4)": ["--no-batch-norm", "--lr", "1e-4"],
+    "- flips": ["--no-augment"],
+    "- BCE + Dice (BCE alone)": ["--loss", "bce"],
+    "- AdamW + cosine (Adam + plateau)": ["--optimizer", "adam", "--scheduler", "plateau"],
+    "- Lovasz stage": ["--finetune-epochs", "0"],
+    "- fifth level": ["--features", "16,32,64,128"],
+}
+
+
+CYCLES = 5  # cosine restarts: cycles per main stage, so that every budget restarts and averages
+
+
+def row_options(name: str, epochs: int | None = None) -> list[str]:
+    """The trainer's options for row ``name`` at ``epochs`` main epochs (None: medium-strong's 50).
+
+    A row with cosine restarts gets ``--cycle-epochs`` from the budget: a fixed cycle longer than a short run
+    would never restart, and no snapshot would be averaged.
+    """
+    if name not in ROWS:
+        raise ValueError(f"unknown row {name!r}; the rows are: {', '.join(ROWS)}")
+    options = list(ROWS[name]) + ([] if epochs is None else ["--epochs", str(epochs)])
+    if "cosine_restarts" in options:
+        main = epochs if epochs is not None else recipe_from_args(parse_args(["--recipe", "medium-strong"])).epochs
+        options += ["--cycle-epochs", str(max(main // CYCLES, 1))]
+    return options
+
+
+def row_recipe(name: str, epochs: int | None = None) -> Recipe:
+    """medium-strong with row ``name``'s change; ``epochs`` scales the schedule as the trainer's --epochs does."""
+    return recipe_from_args(parse_args(["--recipe", "medium-strong", *row_options(name, epochs)]))
+
+
+# ---------------------------------------------------------------------------
+# Records and the table
+# ---------------------------------------------------------------------------
+
+
+def available_records() -> list[str]:
+    """The names of the lever records that ship with the package."""
+    return sorted(p.stem for p in RECORDS_DIR.glob("levers-*.json"))
+
+
+def load_record(name: str) -> dict:
+    """A lever record by name (see :func:`available_records`)."""
+    path = RECORDS_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"no lever record {name!r}; the records are: {', '.join(available_records()) or 'none'}")
+    return json.loads(path.read_text())
+
+
+def summarise(record: dict) -> list[dict]:
+    """One dict per row of a record, in the record's order.
+
+    ``scores`` are the row's held-out tgs_scores per seed; ``differences`` subtract, seed by seed, the baseline
+    of the same seed (and the same run of the benchmark). ``real`` says whether the mean difference is larger than
+    the spread (standard deviation) of the differences, the rule the lever table uses; ``p`` is the two-sided
+    paired t-test of the same differences, which says how little two or three seeds can show.
+    """
+    table = []
+    for name, row in record["rows"].items():
+        seeds = [s for s in row["scores"] if row["scores"][s] is not None]
+        scores = [row["scores"][s] for s in seeds]
+        differences = [row["scores"][s] - row["baselines"][s] for s in seeds if row["baselines"].get(s) is not None]
+        entry = dict(name=name, seeds=len(scores), scores=scores, differences=differences)
+        entry["mean"] = statistics.mean(scores) if scores else math.nan
+        entry["sd"] = statistics.stdev(scores) if len(scores) > 1 else math.nan
+        entry["difference"] = statistics.mean(differences) if differences else math.nan
+        entry["difference_sd"] = statistics.stdev(differences) if len(differences) > 1 else math.nan
+        baseline = name == "baseline"
+        entry["real"] = None if baseline else bool(abs(entry["difference"]) > entry["difference_sd"])
+        spread = entry["difference_sd"]
+        entry["p"] = (
+            math.nan
+            if baseline or len(differences) < 2 or not spread > 0
+            else float(stats.ttest_1samp(differences, 0.0).pvalue)
+        )
+        table.append(entry)
+    return table
+
+
+def markdown_table(table: list[dict]) -> str:
+    """The table of :func:`summarise` in Markdown, one row a line (as ``benchmarks/levers.py`` writes it)."""
+    lines = [
+        "| row | held-out tgs_score (mean +- sd) | difference to baseline (mean +- sd) | beyond its spread? | paired t-test p |",
+        "|---|---|---|---|---|",
+    ]
+    for row in table:
+        real = "-" if row["real"] is None else ("yes" if row["real"] else "no")
+        p = "-" if math.isnan(row["p"]) else f"{row['p']:.2f}"
+        lines.append(
+            f"| {row['name']} | {row['mean']:.3f} +- {row['sd']:.3f} | {row['difference']:+.3f} +- "
+            f"{row['difference_sd']:.3f} | {real} | {p} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# One row, trained and scored as the benchmark does it
+# ---------------------------------------------------------------------------
+
+
+def train_row(
+    name: str,
+    arrays: TGSArrays,
+    run_dir: str | Path,
+    device: torch.device,
+    seed: int = 0,
+    epochs: int | None = None,
+    limit_train: int | None = None,
+    tta: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Train row ``name`` on ``arrays`` (80/10/10 split by ``seed``) and score it as ``pretrained export`` does.
+
+    The threshold and minimum area are chosen on the validation tiles, then the held-out tiles are scored once.
+    ``limit_train`` keeps the first tiles of the training part only (a short demonstration). Returns
+    dict(val_tgs, held_out_tgs, empty_baseline, threshold, min_area, history, recipe). Runs resume from ``run_dir``.
+    """
+    recipe = row_recipe(name, epochs)
+    train_ids, val_ids, test_ids = split_three_ways(arrays, 0.1, 0.1, seed)
+    train_ds, val_ds = make_datasets(recipe, arrays, train_ids[:limit_train], val_ids)
+    model, history = run_recipe(recipe, train_ds, val_ds, run_dir, device, seed=seed, progress=progress, verbose=False)
+    val, test = arrays.subset(val_ids), arrays.subset(test_ids)
+    chosen = choose_postprocessing(predict_tiles(model, recipe.config(), val, device, tta=tta), val.masks)
+    held_out = score_tiles(
+        predict_tiles(model, recipe.config(), test, device, tta=tta),
+        test.masks,
+        chosen["threshold"],
+        chosen["min_area"],
+    )
+    return dict(
+        val_tgs=round(chosen["score"], 4),
+        held_out_tgs=held_out["tgs"],
+        empty_baseline=held_out["empty_baseline"],
+        threshold=chosen["threshold"],
+        min_area=chosen["min_area"],
+        history=history,
+        recipe=recipe,
+    )
+
+
+def per_tile_difference(a: np.ndarray, b: np.ndarray) -> dict:
+    """Counts of tiles where score ``b`` beats, ties and loses to score ``a`` (per-tile tgs_scores, same tiles)."""
+    d = np.asarray(b) - np.asarray(a)
+    return dict(wins=int((d > 0).sum()), ties=int((d == 0).sum()), losses=int((d < 0).sum()), mean=float(d.mean()))
