@@ -11,7 +11,8 @@ mask, cosine restarts with snapshot averaging) or a
 part of the recipe taken away (batch norm, flips, BCE + Dice, AdamW + cosine, the Lovasz stage, the fifth level).
 Each row trains with every seed on the same split (``--test-fraction 0.1``: the seed changes the split too, so
 each seed's baseline is its own reference), then ``pretrained export`` chooses the post-processing on the
-validation tiles and scores the held-out ones once. The table gives, per row, the mean held-out tgs_score, its
+validation tiles and scores the held-out ones once. The baseline runs twice per seed (``--baseline-runs``), so the
+record holds how far the same command lands from itself. The table gives, per row, the mean held-out tgs_score, its
 spread over seeds (standard deviation) and the mean of the per-seed differences to the baseline. A difference is
 called real only when it is larger than the spread of those differences. Runs resume (``--resume``), so an
 interrupted table continues where it stopped. Writes ``table.md`` and ``results.json`` (a record, the rows'
@@ -40,14 +41,14 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
-def run_dir(name: str, seed: int, args: argparse.Namespace) -> Path:
-    return args.out / slug(name) / f"seed{seed}"
+def run_dir(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> Path:
+    return args.out / slug(name) / (f"seed{seed}" + (f"-run{repeat + 1}" if repeat else ""))
 
 
-def train_command(name: str, seed: int, args: argparse.Namespace, extra: list[str]) -> list[str]:
+def train_command(name: str, seed: int, args: argparse.Namespace, extra: list[str], repeat: int = 0) -> list[str]:
     command = [sys.executable, "-m", "unet_helpers.train", "--data", str(args.data), "--recipe", "medium-strong"]
     command += row_options(name, epochs_of(extra)) + ["--test-fraction", "0.1", "--seed", str(seed)]
-    command += ["--out", str(run_dir(name, seed, args))]
+    command += ["--out", str(run_dir(name, seed, args, repeat))]
     command += ["--resume", "--no-progress", "--processes", "1"]
     return command + (["--device-batches"] if args.device_batches else []) + extra
 
@@ -57,9 +58,9 @@ def epochs_of(extra: list[str]) -> int | None:
     return int(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else None
 
 
-def export_command(name: str, seed: int, args: argparse.Namespace) -> list[str]:
+def export_command(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> list[str]:
     """``pretrained export``: post-processing chosen on the run's validation tiles, its held-out tiles scored once."""
-    run = run_dir(name, seed, args)
+    run = run_dir(name, seed, args, repeat)
     command = [sys.executable, "-m", "unet_helpers.pretrained", "export", "--run", str(run), "--data", str(args.data)]
     command += ["--out-dir", str(run / "card"), "--name", "medium-strong", "--overwrite"]
     return command + ["--device", "cuda" if torch.cuda.is_available() else "cpu"]
@@ -88,13 +89,17 @@ class Runner:
             self.processes.discard(process)
         return code
 
-    def job(self, name: str, seed: int) -> None:
-        run = run_dir(name, seed, self.args)
+    def job(self, name: str, seed: int, repeat: int = 0) -> None:
+        run = run_dir(name, seed, self.args, repeat)
         run.mkdir(parents=True, exist_ok=True)
         card = run / "card" / "medium-strong.json"
-        code = 0 if card.is_file() else self._call(train_command(name, seed, self.args, self.extra), run / "train.log")
+        code = (
+            0
+            if card.is_file()
+            else self._call(train_command(name, seed, self.args, self.extra, repeat), run / "train.log")
+        )
         if code == 0 and not card.is_file():
-            code = self._call(export_command(name, seed, self.args), run / "export.log")
+            code = self._call(export_command(name, seed, self.args, repeat), run / "export.log")
         status = (
             "done" if code == 0 else ("stopped at the deadline" if self.stopped else f"FAILED ({code}), see its logs")
         )
@@ -107,9 +112,9 @@ class Runner:
                 process.terminate()
 
 
-def held_out(name: str, seed: int, args: argparse.Namespace) -> float | None:
+def held_out(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> float | None:
     """The run's held-out tgs_score (post-processing chosen on its validation tiles), None if it did not finish."""
-    card = run_dir(name, seed, args) / "card" / "medium-strong.json"
+    card = run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
     return json.loads(card.read_text())["held_out"]["tgs"] if card.is_file() else None
 
 
@@ -119,6 +124,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/levers"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", choices=sorted(ROWS), default=None, metavar="ROW")
+    parser.add_argument(
+        "--baseline-runs", type=int, default=2, help="runs of the baseline per seed (2: the rerun gap is measured)"
+    )
     parser.add_argument("--parallel", type=int, default=1, help="runs side by side (on one GPU several small ones)")
     parser.add_argument("--device-batches", action="store_true", help="pass --device-batches to the trainer")
     parser.add_argument(
@@ -130,7 +138,10 @@ def main() -> None:
     rows = args.only or list(ROWS)
     if "baseline" not in rows:
         rows = ["baseline", *rows]  # every difference needs its baseline
-    jobs = [(name, seed) for seed in args.seeds for name in rows]  # every row's first seed before any row's second
+    jobs = [(name, seed, 0) for seed in args.seeds for name in rows]  # every row's first seed before any row's second
+    # the baseline again, the same command in another folder: how far the same run lands from itself (on a GPU,
+    # kernels are not bit-for-bit reproducible), the noise every difference is read against
+    jobs += [("baseline", seed, repeat) for seed in args.seeds for repeat in range(1, args.baseline_runs)]
     runner = Runner(args, extra)
     if args.deadline:
         timer = threading.Timer(args.deadline, runner.stop)
@@ -149,6 +160,11 @@ def main() -> None:
         finetune_epochs=row_recipe("baseline", epochs).finetune_epochs,
         seeds=args.seeds,
         rows={name: dict(scores=scores[name], baselines=scores["baseline"]) for name in rows},
+        baseline_reruns={
+            str(seed): runs
+            for seed in args.seeds
+            if None not in (runs := [held_out("baseline", seed, args, k) for k in range(args.baseline_runs)])
+        },
     )
     table = markdown_table(summarise(record))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -183,7 +183,8 @@ def test_every_row_is_medium_strong_with_its_one_change():
     assert row_recipe("- Lovasz stage").finetune_epochs == 0 and not row_recipe("- Lovasz stage").has_finetune
     restarts = row_recipe("+ cosine restarts, snapshots averaged")
     assert (restarts.scheduler, restarts.cycle_epochs, restarts.snapshot_average) == ("cosine_restarts", 10, True)
-    assert row_recipe("+ cosine restarts, snapshots averaged", epochs=8).cycle_epochs == 1  # still restarts
+    # a short run still restarts, and each cycle still anneals (the rate steps once an epoch): 8 epochs, 2 cycles of 4
+    assert row_recipe("+ cosine restarts, snapshots averaged", epochs=8).cycle_epochs == 4
     short = row_recipe("+ symmetric Lovasz", epochs=8)  # the fine-tune keeps its share: 50 + 15 -> 8 + 2
     assert (short.epochs, short.finetune_epochs, short.finetune_loss) == (8, 2, "lovasz_symmetric")
     assert len(ROWS) == 14 and sum(name.startswith("+") for name in ROWS) == 7
@@ -212,6 +213,26 @@ def test_the_summary_compares_each_seed_with_the_baseline_of_the_same_seed():
     assert "| + a | 0.675 +- 0.064 | +0.025 +- 0.007 | yes | 0.13 |" in table
 
 
+def test_every_row_can_be_read_against_the_other_run_of_its_seeds_baseline():
+    from unet_helpers.levers import against_other_runs, rerun_gaps, summarise
+
+    record = {
+        "baseline_reruns": {"1": [0.60, 0.64]},
+        "rows": {
+            "baseline": {"scores": {"0": 0.70, "1": 0.60}, "baselines": {"0": 0.70, "1": 0.60}},
+            "+ a": {"scores": {"0": 0.72, "1": 0.62}, "baselines": {"0": 0.70, "1": 0.60}, "note": "why"},
+            "+ b": {"scores": {"0": 0.69, "1": 0.65}, "baselines": {"0": 0.70, "1": 0.64}},
+        },
+    }
+    assert rerun_gaps(record) == {"1": pytest.approx(0.04)}
+    swapped = against_other_runs(record)
+    assert swapped["rows"]["+ a"]["baselines"] == {"0": 0.70, "1": 0.64}  # seed 0 ran once: kept
+    assert swapped["rows"]["+ b"]["baselines"] == {"0": 0.70, "1": 0.60}
+    a = summarise(swapped)[1]
+    assert a["differences"] == pytest.approx([0.02, -0.02]) and a["note"] == "why"
+    assert against_other_runs({"rows": record["rows"]})["rows"] == record["rows"]  # no reruns: nothing to swap
+
+
 def test_the_shipped_lever_record_holds_every_row_for_every_seed():
     from unet_helpers.levers import ROWS, available_records, load_record, summarise
 
@@ -219,6 +240,11 @@ def test_the_shipped_lever_record_holds_every_row_for_every_seed():
     record = load_record("levers-h200-8+2-epochs")
     assert list(record["rows"]) == list(ROWS) and record["seeds"] == [0, 1]
     assert (record["epochs"], record["finetune_epochs"]) == (8, 2)
+    assert (
+        set(record["baseline_reruns"]) == {"1"}
+        and record["rows"]["baseline"]["scores"]["1"] in record["baseline_reruns"]["1"]
+    )
+    assert "not a test" in record["rows"]["+ cosine restarts, snapshots averaged"]["note"]
     for row in summarise(record):
         assert row["seeds"] == 2 and all(0.39 < s < 1 for s in row["scores"])
     with pytest.raises(ValueError, match="no lever record 'levers-nope'.*levers-h200"):

@@ -101,15 +101,16 @@ def test_the_lever_table_draws_every_row_but_the_baseline_with_a_marker_per_seed
 
     table = [
         dict(name="baseline", difference=0.0, differences=[0.0, 0.0]),
-        dict(name="+ a", difference=0.02, differences=[0.01, 0.03]),
+        dict(name="+ a", difference=0.02, differences=[0.01, 0.03], note="not a test"),
         dict(name="- b", difference=-0.05, differences=[-0.08, -0.02]),
     ]
     use_series_style()
     figure = plot_lever_table(table, rerun_gap=0.04)
     ax = figure.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["+ a", "- b"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["+ a *", "- b"]  # a row with a note is starred
     bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_height() == 0.5]
     assert sorted(round(b.get_width(), 3) for b in bars) == [-0.05, 0.02]
+    assert [b.get_hatch() for b in sorted(bars, key=lambda b: b.get_width())] == [None, "//"]  # and hatched
     seed_0 = sorted(x for line in ax.lines for x in line.get_xdata() if line.get_marker() == "o")
     seed_1 = sorted(x for line in ax.lines for x in line.get_xdata() if line.get_marker() == "s")
     assert seed_0 == pytest.approx([-0.08, 0.01]) and seed_1 == pytest.approx([-0.02, 0.03])

@@ -46,21 +46,22 @@ ROWS: dict[str, list[str]] = {
 }
 
 
-CYCLES = 5  # cosine restarts: cycles per main stage, so that every budget restarts and averages
+CYCLES, MIN_CYCLE = 5, 4  # cosine restarts: five cycles per main stage, each of at least 4 epochs
 
 
 def row_options(name: str, epochs: int | None = None) -> list[str]:
     """The trainer's options for row ``name`` at ``epochs`` main epochs (None: medium-strong's 50).
 
     A row with cosine restarts gets ``--cycle-epochs`` from the budget: a fixed cycle longer than a short run
-    would never restart, and no snapshot would be averaged.
+    would never restart and no snapshot would be averaged, and a cycle of one epoch would never anneal (the rate
+    steps once an epoch). So: five cycles, each of at least 4 epochs; it takes 8 main epochs to average two.
     """
     if name not in ROWS:
         raise ValueError(f"unknown row {name!r}; the rows are: {', '.join(ROWS)}")
     options = list(ROWS[name]) + ([] if epochs is None else ["--epochs", str(epochs)])
     if "cosine_restarts" in options:
         main = epochs if epochs is not None else recipe_from_args(parse_args(["--recipe", "medium-strong"])).epochs
-        options += ["--cycle-epochs", str(max(main // CYCLES, 1))]
+        options += ["--cycle-epochs", str(max(main // CYCLES, MIN_CYCLE))]
     return options
 
 
@@ -91,7 +92,7 @@ def summarise(record: dict) -> list[dict]:
     """One dict per row of a record, in the record's order.
 
     ``scores`` are the row's held-out tgs_scores per seed; ``differences`` subtract, seed by seed, the baseline
-    of the same seed (and the same run of the benchmark). ``real`` says whether the mean difference is larger than
+    of the same seed (and the same run of the benchmark). A row's ``note`` (e.g. why it is not a test) is kept. ``real`` says whether the mean difference is larger than
     the spread (standard deviation) of the differences, the rule the lever table uses; ``p`` is the two-sided
     paired t-test of the same differences, which says how little two or three seeds can show.
     """
@@ -100,7 +101,7 @@ def summarise(record: dict) -> list[dict]:
         seeds = [s for s in row["scores"] if row["scores"][s] is not None]
         scores = [row["scores"][s] for s in seeds]
         differences = [row["scores"][s] - row["baselines"][s] for s in seeds if row["baselines"].get(s) is not None]
-        entry = dict(name=name, seeds=len(scores), scores=scores, differences=differences)
+        entry = dict(name=name, seeds=len(scores), scores=scores, differences=differences, note=row.get("note"))
         entry["mean"] = statistics.mean(scores) if scores else math.nan
         entry["sd"] = statistics.stdev(scores) if len(scores) > 1 else math.nan
         entry["difference"] = statistics.mean(differences) if differences else math.nan
@@ -115,6 +116,28 @@ def summarise(record: dict) -> list[dict]:
         )
         table.append(entry)
     return table
+
+
+def against_other_runs(record: dict) -> dict:
+    """The same record with every row compared with the *other* run of its seed's baseline, where the baseline ran
+    twice (``baseline_reruns``, {seed: [score, score]}): just as valid a reference, so a verdict that changes with
+    it is a verdict about the noise."""
+    reruns = record.get("baseline_reruns", {})
+
+    def other(seed: str, value: float) -> float:
+        runs = reruns.get(seed)
+        return value if not runs or len(runs) < 2 else (runs[1] if value == runs[0] else runs[0])
+
+    rows = {
+        name: {**row, "baselines": {seed: other(seed, value) for seed, value in row["baselines"].items()}}
+        for name, row in record["rows"].items()
+    }
+    return {**record, "rows": rows}
+
+
+def rerun_gaps(record: dict) -> dict[str, float]:
+    """{seed: |first - second|} for every seed whose baseline ran twice: what the same command gave twice."""
+    return {seed: abs(runs[0] - runs[1]) for seed, runs in record.get("baseline_reruns", {}).items() if len(runs) > 1}
 
 
 def markdown_table(table: list[dict]) -> str:

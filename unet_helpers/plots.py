@@ -315,7 +315,8 @@ def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: s
     """Each row's difference to the baseline, one dot per seed and a bar at their mean (``levers.summarise``).
 
     ``rerun_gap``: the gap between two runs of the very same command and seed, drawn as a grey band around zero:
-    a difference inside it is no larger than what running the baseline twice gave.
+    a difference inside it is no larger than what running the baseline twice gave. A row with a ``note`` (not a
+    test of its lever) is hatched and starred.
     """
     rows = [row for row in table if row["name"] != "baseline"]
     fig, ax = plt.subplots(figsize=(NOTEBOOK_WIDTH, 0.38 * len(rows) + 1.6), layout="constrained")
@@ -327,7 +328,7 @@ def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: s
     ax.axvline(0, color="0.3", lw=1)
     for k, row in zip(y, rows):
         color = "C2" if row["name"].startswith("+") else "C0"
-        ax.barh(k, row["difference"], height=0.5, color=color, alpha=0.45)
+        ax.barh(k, row["difference"], height=0.5, color=color, alpha=0.45, hatch="//" if row.get("note") else None)
         for seed, difference in enumerate(row["differences"]):
             ax.plot([difference], [k], SEED_MARKERS[seed % 3], color=color, markersize=5)
     seeds = max(len(row["differences"]) for row in rows)
@@ -346,7 +347,11 @@ def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: s
         Patch(color="C2", alpha=0.45, label="mean over seeds: a lever added"),
         Patch(color="C0", alpha=0.45, label="mean over seeds: a part of medium-strong taken away"),
     ]
-    ax.set_yticks(y, [row["name"] for row in rows])
+    if any(row.get("note") for row in rows):
+        handles.append(
+            Patch(facecolor="white", edgecolor="0.3", hatch="//", label="* not a test of its lever (its note)")
+        )
+    ax.set_yticks(y, [row["name"] + (" *" if row.get("note") else "") for row in rows])
     ax.set_xlabel("held-out tgs_score minus the baseline's (left of 0: worse than medium-strong)")
     ax.set_title(title or "each row against the baseline", fontsize=10)
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
