@@ -19,7 +19,8 @@ without batch norm (--processes auto). Figures vary by 10-20% between runs; --im
 
 On a GPU, --epoch times whole epochs of 2,400 tiles (the training part of an 80/10/10 split of the 3,000 real
 tiles) for medium-strong (or --recipes): out of a DataLoader (0 workers, the trainer's default before), with the
-batches drawn and augmented on the GPU (DeviceBatches, the trainer's default there), the same with the strong
+batches drawn and augmented on the GPU (DeviceBatches, the trainer's default there), the same in batches of 128
+(a quarter of the steps: how much of an epoch is the launching of each step's kernels), the same with the strong
 augmentation, and with --compile also under torch.compile. Each is the mean of three epochs after a warm-up epoch,
 while a thread reads the GPU's utilisation (NVML: the share of time a kernel was running) every 20 ms.
 """
@@ -65,13 +66,15 @@ def measure_training(
     strong_augment: bool | None = None,
     compile_mode: str | None = None,
     timed_epochs: int = 1,
+    batch_size: int | None = None,
 ) -> dict:
     """Timed epochs of ``images`` images (after a warm-up epoch); ``way`` is a recipe name or "earlier".
 
     ``device_batches``: the tiles live on the device and each batch is drawn and augmented there
     (``DeviceBatches``, the trainer's ``--device-batches``) instead of coming out of a DataLoader.
     ``strong_augment`` overrides the recipe's; ``compile_mode`` compiles the model (torch.compile's mode,
-    "default" for its default); the result is the mean of ``timed_epochs`` epochs.
+    "default" for its default); ``batch_size`` overrides the recipe's (fewer, larger steps: on a GPU that is paced by
+    launching kernels, an epoch's time follows its number of steps); the result is the mean of ``timed_epochs`` epochs.
     """
     root = get_tgs_salt(verbose=False).root
     torch.manual_seed(0)
@@ -98,10 +101,11 @@ def measure_training(
             augment=recipe.augment,
             strong_augment=recipe.strong_augment if strong_augment is None else strong_augment,
         )
+        batch = batch_size or recipe.batch_size
         if device_batches:
-            loader = DeviceBatches(dataset, recipe.batch_size, device)
+            loader = DeviceBatches(dataset, batch, device)
         else:
-            loader = DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, pin_memory=device.type == "cuda")
+            loader = DataLoader(dataset, batch_size=batch, shuffle=True, pin_memory=device.type == "cuda")
     setup = time.perf_counter() - started
     amp_dtype = torch.bfloat16 if bf16 else amp_dtype_for(device)
     if channels_last:
@@ -258,6 +262,8 @@ def epoch_table(args: argparse.Namespace, device: torch.device, source) -> None:
     ways = [
         ("DataLoader (0 workers), flips on the CPU", dict(device_batches=False)),
         ("batches on the device, flips", dict(device_batches=True)),
+        # the same epoch in a quarter of the steps: what launch-bound steps cost (the recipe itself keeps 32)
+        ("batches on the device, flips, batch 128", dict(device_batches=True, batch_size=128)),
         ("batches on the device, strong augmentation", dict(device_batches=True, strong_augment=True)),
     ]
     if args.compile:

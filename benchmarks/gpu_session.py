@@ -115,7 +115,11 @@ def bench(s: Session, limit: float) -> dict:
     code = s.call(command, s.work / "bench.log", limit)
     s.say(f"benchmark: {'stopped at its limit' if code is None else f'exit {code}'}")
     rows = json.loads(record.read_text())["rows"] if record.is_file() else []
-    ours = [r for r in rows if r.get("device_batches") and not r.get("strong_augment") and not r.get("compile_mode")]
+    ours = [
+        r
+        for r in rows
+        if r.get("device_batches") and not (r.get("strong_augment") or r.get("compile_mode") or r.get("batch_size"))
+    ]
     if not ours:
         s.say("no device-batch row measured: assuming 0.5 s per epoch with the GPU busy 60% of it")
         return dict(seconds=0.5, busy=0.6)
@@ -124,7 +128,7 @@ def bench(s: Session, limit: float) -> dict:
 
 
 def notebooks(s: Session, limit: float) -> None:
-    """Part 2: execute 04 and 05 with nbclient, fast mode off, timing each."""
+    """Part 2: execute ``--notebooks`` (04 and 05 unless told) with nbclient, fast mode off, timing each."""
     code = (
         "import json, sys, time, nbformat\n"
         "from nbclient import NotebookClient\n"
@@ -140,7 +144,7 @@ def notebooks(s: Session, limit: float) -> None:
     out = s.work / "notebooks"
     out.mkdir(exist_ok=True)
     end = s.elapsed() + limit
-    for name in ("04_training", "05_evaluation_submission"):
+    for name in s.args.notebooks:
         started = time.perf_counter()
         result = s.call([PY, "-c", code, name, str(out)], out / f"{name}.log", end - s.elapsed(), env)
         s.say(f"notebook {name}: {'stopped at its limit' if result is None else f'exit {result}'}, "
@@ -242,6 +246,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=560, help="seconds for the whole session")
     parser.add_argument("--pack-dir", type=Path, default=None, help="where to pack the results, every minute")
     parser.add_argument("--skip", nargs="*", default=[], choices=["bench", "notebooks", "train"])
+    parser.add_argument(
+        "--notebooks",
+        nargs="+",
+        default=["04_training", "05_evaluation_submission"],
+        help="part 2's notebooks, by file name without .ipynb (08_beyond_vanilla_unet reproduces a lever row there)",
+    )
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     parser.add_argument("--levers", action=argparse.BooleanOptionalAction, default=True, help="the lever table too")
     parser.add_argument("--smoke", action="store_true", help="check this script on a CPU: fast mode, a few tiles")
