@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .data import TGSArrays, load_tgs_split
 from .models import RecursiveUNet, count_parameters
-from .utils import describe_device, seed_everything
+from .utils import describe_device, seed_everything, write_card
 
 SIDE = 32  # generated tiles are 32x32: what 2 CPU cores train in an hour
 # Channel 0 the image, channel 1 the mask. Four levels take 32x32 down to 4x4, so the deepest features see the
@@ -333,12 +331,8 @@ def export(
         history=state["history"],
         evaluation=evaluation or {},
         weights=dict(file=f"{name}.pt", dtype="float16", bytes=(out_dir / f"{name}.pt").stat().st_size),
-        torch=torch.__version__,
-        python=platform.python_version(),
-        date=datetime.date.today().isoformat(),
     )
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    return card
+    return write_card(out_dir / f"{name}.json", card)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from scipy import stats
 from .data import TGSArrays
 from .postprocess import choose_postprocessing
 from .pretrained import predict_tiles, score_tiles
-from .recipes import Recipe, make_datasets, run_recipe
+from .recipes import RECIPES, Recipe, make_datasets, run_recipe
 from .train import parse_args, recipe_from_args, split_three_ways
 
 RECORDS_DIR = Path(__file__).parent / "records"
@@ -60,7 +60,7 @@ def row_options(name: str, epochs: int | None = None) -> list[str]:
         raise ValueError(f"unknown row {name!r}; the rows are: {', '.join(ROWS)}")
     options = list(ROWS[name]) + ([] if epochs is None else ["--epochs", str(epochs)])
     if "cosine_restarts" in options:
-        main = epochs if epochs is not None else recipe_from_args(parse_args(["--recipe", "medium-strong"])).epochs
+        main = epochs if epochs is not None else RECIPES["medium-strong"].epochs
         options += ["--cycle-epochs", str(max(main // CYCLES, MIN_CYCLE))]
     return options
 

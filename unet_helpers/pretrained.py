@@ -18,10 +18,8 @@ The cards are written from a finished training run (``python -m unet_helpers.tra
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from .engine import CheckpointError, predict
 from .metrics import iou, tgs_score
 from .models import RecursiveUNet, UNet, count_parameters
 from .postprocess import choose_postprocessing, to_masks
+from .utils import write_card
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 NAMES = ("small-valid", "small-same", "medium-reflect", "medium-strong")  # the recipes of notebook 04
@@ -295,12 +294,8 @@ def export(
             val_tgs_float32=round(chosen["score"], 4),
             val_tgs_float16=val_float16["tgs"],
         ),
-        torch=torch.__version__,
-        python=platform.python_version(),
-        date=datetime.date.today().isoformat(),
     )
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    return card
+    return write_card(out_dir / f"{name}.json", card)
 
 
 def main(argv: list[str] | None = None) -> int:

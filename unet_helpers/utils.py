@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import platform
 import random
@@ -61,3 +63,10 @@ def print_table(rows: list[dict], floats: str = ".3g") -> None:
     print("  ".join("-" * w for w in widths))
     for r in cells:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+def write_card(path: str | Path, card: dict) -> dict:
+    """Write a shipped model's card as JSON, ending with the torch and Python versions and today's date."""
+    card = dict(card, torch=torch.__version__, python=platform.python_version(), date=datetime.date.today().isoformat())
+    Path(path).write_text(json.dumps(card, indent=1) + "\n")
+    return card
