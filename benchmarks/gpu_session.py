@@ -25,6 +25,12 @@ gave about 1.5x one process's throughput). Part 3 is therefore better spent on f
 
 trains one flagship candidate alone for everything the benchmark leaves, its epochs sized from the wall time of one
 epoch (alone, a run is paced by its kernel launches, not by the GPU's arithmetic).
+
+The lever table at its real budget (50 + 15 epochs, 3 seeds, the baseline twice per seed: 45 runs) is longer than
+one loan, so it is measured in parts, each loan training the runs the earlier parts lack:
+
+    python benchmarks/gpu_session.py --skip bench notebooks --candidates --lever-epochs 50 --lever-seeds 0 1 2 \
+        --lever-previous unet_helpers/records/levers-part-*.json
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ CANDIDATES: dict[str, tuple[list[str], float]] = {
     "levers-wide": (LEVERS + WIDE + ["--salt-head"], 2.4),
     "levers-wide-nohead-seed1": (LEVERS + WIDE + ["--seed", "1"], 2.4),
 }
-LEVER_ROWS, LEVER_SEEDS = 14, 2
+LEVER_ROWS = 14
 
 
 class Session:
@@ -173,11 +179,12 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
     # Side by side, runs share the GPU's busy time; a run alone is paced by the wall time of its epochs.
     gpu_per_epoch = epoch["seconds"] * (1.0 if alone else epoch["busy"]) * 1.25  # validation, batch-norm statistics
     capacity = 0.75 * (end - s.elapsed())  # GPU seconds, with a margin for the runs that end early
-    share = 0.55 if s.args.levers else 1.0
-    flagship_epochs = int(share * capacity / (gpu_per_epoch * sum(cost for _, cost in candidates.values())))
+    share = (0.55 if s.args.levers else 1.0) if candidates else 0.0  # the flagship candidates' share of it
+    cost = sum(cost for _, cost in candidates.values()) or 1.0
+    flagship_epochs = int(share * capacity / (gpu_per_epoch * cost))
     flagship_epochs = 5 if s.args.smoke else min(max(flagship_epochs, 20), 400)
-    lever_epochs = int(0.45 * capacity / (gpu_per_epoch * LEVER_ROWS * LEVER_SEEDS))
-    lever_epochs = 1 if s.args.smoke else min(max(lever_epochs, 8), 50)
+    lever_epochs = int((1 - share) * capacity / (gpu_per_epoch * LEVER_ROWS * len(s.args.lever_seeds)))
+    lever_epochs = 1 if s.args.smoke else s.args.lever_epochs or min(max(lever_epochs, 8), 50)
     plan = s.work / "plan.json"  # a resumed session keeps the first one's epochs (a run resumes only as planned)
     if plan.is_file():
         flagship_epochs, lever_epochs = json.loads(plan.read_text()).values()
@@ -196,7 +203,8 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
     lever_process = None
     if s.args.levers:
         levers = [PY, "benchmarks/levers.py", "--data", str(s.args.data), "--out", str(s.work / "levers")]
-        levers += ["--seeds", "0", "1", "--parallel", "2" if s.args.smoke else "10"]
+        levers += ["--seeds", *map(str, s.args.lever_seeds), "--parallel", "2" if s.args.smoke else "10"]
+        levers += ["--previous", *map(str, s.args.lever_previous)] if s.args.lever_previous else []
         levers += ["--deadline", str(max(end - s.elapsed(), 1))] + (["--only", "+ scSE"] if s.args.smoke else [])
         levers += ["--", "--epochs", str(lever_epochs)] + smoke_options(s)
         lever_process = subprocess.Popen(levers, stdout=open(s.work / "levers.log", "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)  # fmt: skip
@@ -252,11 +260,25 @@ def main() -> None:
         default=["04_training", "05_evaluation_submission"],
         help="part 2's notebooks, by file name without .ipynb (08_beyond_vanilla_unet reproduces a lever row there)",
     )
-    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
+    parser.add_argument(
+        "--candidates", nargs="*", choices=list(CANDIDATES), default=list(CANDIDATES), help="none: the levers alone"
+    )
     parser.add_argument("--levers", action=argparse.BooleanOptionalAction, default=True, help="the lever table too")
+    parser.add_argument(
+        "--lever-epochs", type=int, default=None, help="the table's main epochs (default: sized by the time left)"
+    )
+    parser.add_argument("--lever-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--lever-previous",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="records of the table's earlier parts (levers.py --previous): this session trains the runs they lack",
+    )
     parser.add_argument("--smoke", action="store_true", help="check this script on a CPU: fast mode, a few tiles")
     args = parser.parse_args()
     args.data, args.work = args.data.resolve(), args.work.resolve()
+    args.lever_previous = [path.resolve() for path in args.lever_previous]
     s = Session(args)
     smi = None
     if shutil.which("nvidia-smi"):

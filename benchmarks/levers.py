@@ -4,6 +4,7 @@
     python benchmarks/levers.py --data data/tgs-salt --out runs/levers --parallel 4    # 4 runs side by side (a GPU)
     python benchmarks/levers.py ... --only "+ scSE" --seeds 0 1                     # some rows
     python benchmarks/levers.py ... -- --epochs 2 --limit-train 64                    # anything after -- goes to the trainer
+    python benchmarks/levers.py ... --previous part1.json part2.json                  # the table's next part
 
 Every row is the baseline recipe (medium-strong) with one change: a lever added (residual blocks, scSE, a
 hypercolumn head, bilinear upsampling, the symmetric Lovasz loss, an empty/non-empty head trained beside the
@@ -15,7 +16,10 @@ validation tiles and scores the held-out ones once. The baseline runs twice per 
 record holds how far the same command lands from itself. The table gives, per row, the mean held-out tgs_score, its
 spread over seeds (standard deviation) and the mean of the per-seed differences to the baseline. A difference is
 called real only when it is larger than the spread of those differences. Runs resume (``--resume``), so an
-interrupted table continues where it stopped. Writes ``table.md`` and ``results.json`` (a record, the rows'
+interrupted table continues where it stopped. A table too long for one session (at 50 + 15 epochs, 45 runs
+are more than a GPU loan of 15 minutes holds) is measured in parts: ``--previous`` names the records of the
+parts before, their runs are not trained again, and this part's record holds them all
+(``levers.merge_records``). Writes ``table.md`` and ``results.json`` (a record, the rows'
 scores; notebook 08 reads the ones copied to ``unet_helpers/records/``) under ``--out``. The rows themselves are
 ``unet_helpers.levers.ROWS``, so the notebook trains a row exactly as this script does.
 """
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from unet_helpers.levers import ROWS, markdown_table, row_options, row_recipe, summarise
+from unet_helpers.levers import ROWS, known_score, markdown_table, merge_records, row_options, row_recipe, summarise
 
 
 def slug(name: str) -> str:
@@ -53,9 +57,10 @@ def train_command(name: str, seed: int, args: argparse.Namespace, extra: list[st
     return command + (["--device-batches"] if args.device_batches else []) + extra
 
 
-def epochs_of(extra: list[str]) -> int | None:
-    """The main epochs given to the trainer after ``--`` (None: the recipe's own)."""
-    return int(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else None
+def epochs_of(extra: list[str], option: str = "--epochs") -> int | None:
+    """The main (or with ``option="--finetune-epochs"`` fine-tune) epochs given to the trainer after ``--``
+    (None: the recipe's own)."""
+    return int(extra[extra.index(option) + 1]) if option in extra else None
 
 
 def export_command(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> list[str]:
@@ -69,8 +74,8 @@ def export_command(name: str, seed: int, args: argparse.Namespace, repeat: int =
 class Runner:
     """Runs (train, then export) jobs, ``parallel`` at a time, and stops every process at the deadline."""
 
-    def __init__(self, args: argparse.Namespace, extra: list[str]) -> None:
-        self.args, self.extra, self.lock = args, extra, threading.Lock()
+    def __init__(self, args: argparse.Namespace, extra: list[str], previous: dict | None = None) -> None:
+        self.args, self.extra, self.previous, self.lock = args, extra, previous, threading.Lock()
         self.processes: set[subprocess.Popen] = set()
         self.started, self.stopped = time.perf_counter(), False
         self.env = dict(os.environ)
@@ -90,6 +95,11 @@ class Runner:
         return code
 
     def job(self, name: str, seed: int, repeat: int = 0) -> None:
+        if self.previous is not None and known_score(self.previous, name, seed, repeat) is not None:
+            print(
+                f"{name}, seed {seed}{f', run {repeat + 1}' if repeat else ''}: measured in an earlier part", flush=True
+            )
+            return
         run = run_dir(name, seed, self.args, repeat)
         run.mkdir(parents=True, exist_ok=True)
         card = run / "card" / "medium-strong.json"
@@ -118,6 +128,20 @@ def held_out(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) ->
     return json.loads(card.read_text())["held_out"]["tgs"] if card.is_file() else None
 
 
+def read_record(path: Path, epochs: int, finetune_epochs: int) -> dict:
+    """An earlier part's record, checked: it exists and was trained for this call's budget."""
+    if not path.is_file():
+        raise SystemExit(f"error: --previous {path}: no such file; name the results.json of an earlier part")
+    record = json.loads(path.read_text())
+    if (record.get("epochs"), record.get("finetune_epochs")) != (epochs, finetune_epochs):
+        raise SystemExit(
+            f"error: --previous {path} was trained for {record.get('epochs')} + {record.get('finetune_epochs')} "
+            f"epochs, this call for {epochs} + {finetune_epochs}: give the trainer the same --epochs and "
+            "--finetune-epochs after --"
+        )
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/tgs-salt"))
@@ -132,6 +156,14 @@ def main() -> None:
     parser.add_argument(
         "--deadline", type=float, default=None, help="stop every run after this many seconds (they resume next time)"
     )
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="RECORD",
+        help="results.json of the table's earlier parts (same budget): their runs are skipped and merged in",
+    )
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -142,7 +174,11 @@ def main() -> None:
     # the baseline again, the same command in another folder: how far the same run lands from itself (on a GPU,
     # kernels are not bit-for-bit reproducible), the noise every difference is read against
     jobs += [("baseline", seed, repeat) for seed in args.seeds for repeat in range(1, args.baseline_runs)]
-    runner = Runner(args, extra)
+    epochs = epochs_of(extra) or row_recipe("baseline").epochs
+    finetune_epochs = epochs_of(extra, "--finetune-epochs")
+    finetune_epochs = row_recipe("baseline", epochs).finetune_epochs if finetune_epochs is None else finetune_epochs
+    previous = [read_record(path, epochs, finetune_epochs) for path in args.previous]
+    runner = Runner(args, extra, merge_records(previous) if previous else None)
     if args.deadline:
         timer = threading.Timer(args.deadline, runner.stop)
         timer.daemon = True
@@ -150,22 +186,23 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         list(pool.map(lambda job: runner.job(*job), jobs))
     scores = {name: {str(seed): held_out(name, seed, args) for seed in args.seeds} for name in rows}
-    epochs = epochs_of(extra) or row_recipe("baseline").epochs
     record = dict(
         what=f"benchmarks/levers.py: every row is medium-strong with one change; held-out tgs_score per seed "
         f"(split 80/10/10 by the seed, post-processing chosen on the validation tiles); trainer options {extra}",
         device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        date=time.strftime("%Y-%m-%d"),
         command=" ".join(["python", "benchmarks/levers.py", *sys.argv[1:]]),
         epochs=epochs,
-        finetune_epochs=row_recipe("baseline", epochs).finetune_epochs,
+        finetune_epochs=finetune_epochs,
         seeds=args.seeds,
         rows={name: dict(scores=scores[name], baselines=scores["baseline"]) for name in rows},
-        baseline_reruns={
-            str(seed): runs
-            for seed in args.seeds
-            if None not in (runs := [held_out("baseline", seed, args, k) for k in range(args.baseline_runs)])
-        },
+        baseline_reruns={  # None: a run still to come (the next part, or a resumed call, trains it)
+            str(seed): [held_out("baseline", seed, args, k) for k in range(args.baseline_runs)] for seed in args.seeds
+        }
+        if args.baseline_runs > 1
+        else {},
     )
+    record = merge_records([*previous, record])
     table = markdown_table(summarise(record))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(table + "\n")

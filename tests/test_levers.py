@@ -233,6 +233,48 @@ def test_every_row_can_be_read_against_the_other_run_of_its_seeds_baseline():
     assert against_other_runs({"rows": record["rows"]})["rows"] == record["rows"]  # no reruns: nothing to swap
 
 
+def test_a_table_measured_in_parts_merges_into_one_record():
+    from unet_helpers.levers import known_score, merge_records, rerun_gaps, summarise
+
+    # A first loan: seed 0 of every row, and seed 0's baseline once of twice
+    first = {
+        "epochs": 50, "finetune_epochs": 15, "seeds": [0, 1], "device": "NVIDIA H200", "command": "part 1",
+        "baseline_reruns": {"0": [0.70, None], "1": [None, None]},
+        "rows": {
+            "baseline": {"scores": {"0": 0.70, "1": None}, "baselines": {"0": 0.70, "1": None}},
+            "+ a": {"scores": {"0": 0.72, "1": None}, "baselines": {"0": 0.70, "1": None}, "note": "why"},
+        },
+    }  # fmt: skip
+    assert known_score(first, "+ a", 0) == 0.72 and known_score(first, "+ a", 1) is None
+    assert known_score(first, "baseline", 0, run=1) is None and known_score(first, "+ a", 0, run=1) is None
+    # A second loan on another card trains what the first lacks; its "+ a" is compared with its own baseline
+    second = {
+        "epochs": 50, "finetune_epochs": 15, "seeds": [0, 1], "device": "NVIDIA H100", "command": "part 2",
+        "baseline_reruns": {"0": [None, 0.66], "1": [0.60, 0.62]},
+        "rows": {
+            "baseline": {"scores": {"0": None, "1": 0.60}, "baselines": {"0": None, "1": 0.60}},
+            "+ a": {"scores": {"0": None, "1": 0.65}, "baselines": {"0": None, "1": 0.60}},
+        },
+    }  # fmt: skip
+    merged = merge_records([first, second])
+    assert merged["rows"]["baseline"]["scores"] == {"0": 0.70, "1": 0.60}
+    assert merged["rows"]["+ a"] == {
+        "scores": {"0": 0.72, "1": 0.65},
+        "baselines": {"0": 0.70, "1": 0.60},
+        "note": "why",
+    }
+    assert merged["baseline_reruns"] == {"0": [0.70, 0.66], "1": [0.60, 0.62]}
+    assert rerun_gaps(merged) == {"0": pytest.approx(0.04), "1": pytest.approx(0.02)}
+    assert merged["device"] == "NVIDIA H200; NVIDIA H100" and merged["parts"] == 2 and merged["seeds"] == [0, 1]
+    assert summarise(merged)[1]["differences"] == pytest.approx([0.02, 0.05])
+    # A row whose part ran no baseline for its seed takes the first baseline run of that seed
+    third = {**second, "rows": {"+ b": {"scores": {"0": 0.69, "1": None}, "baselines": {"0": None, "1": None}}}}
+    assert merge_records([first, third])["rows"]["+ b"]["baselines"] == {"0": 0.70, "1": None}
+    assert rerun_gaps(first) == {}  # the second run is still to come
+    with pytest.raises(ValueError, match=r"different budgets.*\(8, 2\), \(50, 15\)"):
+        merge_records([first, {**second, "epochs": 8, "finetune_epochs": 2}])
+
+
 def test_the_shipped_lever_record_holds_every_row_for_every_seed():
     from unet_helpers.levers import ROWS, available_records, load_record, summarise
 

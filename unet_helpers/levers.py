@@ -126,7 +126,9 @@ def against_other_runs(record: dict) -> dict:
 
     def other(seed: str, value: float) -> float:
         runs = reruns.get(seed)
-        return value if not runs or len(runs) < 2 else (runs[1] if value == runs[0] else runs[0])
+        if not runs or len(runs) < 2 or None in runs[:2]:
+            return value
+        return runs[1] if value == runs[0] else runs[0]
 
     rows = {
         name: {**row, "baselines": {seed: other(seed, value) for seed, value in row["baselines"].items()}}
@@ -137,7 +139,83 @@ def against_other_runs(record: dict) -> dict:
 
 def rerun_gaps(record: dict) -> dict[str, float]:
     """{seed: |first - second|} for every seed whose baseline ran twice: what the same command gave twice."""
-    return {seed: abs(runs[0] - runs[1]) for seed, runs in record.get("baseline_reruns", {}).items() if len(runs) > 1}
+    return {
+        seed: abs(runs[0] - runs[1])
+        for seed, runs in record.get("baseline_reruns", {}).items()
+        if len(runs) > 1 and None not in runs[:2]
+    }
+
+
+def known_score(record: dict, name: str, seed: int | str, run: int = 0) -> float | None:
+    """The held-out score a record already holds for row ``name``, ``seed`` and ``run`` (run 1, 2, ... are the
+    baseline's reruns), or None: what :func:`merge_records` and ``benchmarks/levers.py --previous`` skip."""
+    seed = str(seed)
+    if run == 0:
+        return record["rows"].get(name, {}).get("scores", {}).get(seed)
+    runs = record.get("baseline_reruns", {}).get(seed, []) if name == "baseline" else []
+    return runs[run] if run < len(runs) else None
+
+
+def merge_records(parts: list[dict]) -> dict:
+    """One lever record from the parts of one table measured in several sessions (a GPU loan of 15 minutes holds
+    a few of its runs at 50 + 15 epochs, not 45 of them).
+
+    The parts must share the budget (main and fine-tune epochs). Each run's score comes from the first part
+    that holds it. A row keeps the baseline of its own part where that part ran one for the seed (the same
+    machine and call, the comparison the benchmark makes), else it takes the first baseline run of that seed.
+    """
+    if not parts:
+        raise ValueError("no records to merge")
+    budgets = {(part["epochs"], part["finetune_epochs"]) for part in parts}
+    if len(budgets) > 1:
+        raise ValueError(
+            f"the parts were trained for different budgets (main, fine-tune epochs) {sorted(budgets)}: only runs "
+            "of one budget belong in one table; merge each budget's parts on their own"
+        )
+
+    def joined(key: str) -> str:
+        return "; ".join(dict.fromkeys(str(part[key]) for part in parts if part.get(key)))
+
+    names = list(dict.fromkeys(name for part in parts for name in part["rows"]))
+    seeds = sorted({int(seed) for part in parts for seed in part["seeds"]})
+    rows: dict[str, dict] = {name: {"scores": {}, "baselines": {}} for name in names}
+    for part in parts:
+        for name, row in part["rows"].items():
+            for seed, score in row["scores"].items():
+                if score is not None and rows[name]["scores"].get(seed) is None:
+                    rows[name]["scores"][seed] = score
+                    rows[name]["baselines"][seed] = row["baselines"].get(seed)
+            if row.get("note") and "note" not in rows[name]:
+                rows[name]["note"] = row["note"]
+    baseline_scores = rows.get("baseline", {"scores": {}})["scores"]
+    for row in rows.values():
+        row["scores"] = {str(s): row["scores"].get(str(s)) for s in seeds}
+        row["baselines"] = {
+            str(s): row["baselines"].get(str(s))
+            if row["baselines"].get(str(s)) is not None
+            else baseline_scores.get(str(s))
+            for s in seeds
+        }
+
+    def first_known(seed: str, run: int) -> float | None:
+        return next((score for p in parts if (score := known_score(p, "baseline", seed, run)) is not None), None)
+
+    reruns: dict[str, list] = {}
+    for seed in map(str, seeds):
+        runs = max(len(part.get("baseline_reruns", {}).get(seed, [])) for part in parts)
+        if runs > 1:  # None where a run is still to come
+            reruns[seed] = [first_known(seed, run) for run in range(runs)]
+    merged = {key: value for key, value in parts[0].items() if key not in ("rows", "baseline_reruns")}
+    merged.update(
+        device=joined("device"),
+        date=joined("date"),
+        command=joined("command"),
+        seeds=seeds,
+        parts=sum(part.get("parts", 1) for part in parts),
+        rows=rows,
+        baseline_reruns=reruns,
+    )
+    return merged
 
 
 def markdown_table(table: list[dict]) -> str:
