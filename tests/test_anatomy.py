@@ -15,6 +15,7 @@ from unet_helpers.anatomy import (
     feature_maps,
     receptive_field,
     receptive_field_by_position,
+    receptive_window_by_position,
 )
 from unet_helpers.models import UNet
 
@@ -60,12 +61,22 @@ def _linearised(model: UNet) -> UNet:
 def test_receptive_field_equals_the_widest_measured_gradient(features):
     model = _linearised(UNet(1, 1, features, padding="same"))
     cell = 2 ** (len(features) - 1)
-    widths = []
+    widths, reaches = [], []
     for offset in range(cell):  # every position within one pooling cell, far from the border
         x = torch.ones(1, 1, 128, 128, requires_grad=True)
         model(x)[0, 0, 64, 64 + offset].backward()
         widths.append(extent(x.grad[0, 0].abs().numpy()))
+        columns = np.flatnonzero(x.grad[0, 0].abs().sum(0).numpy() > 0)
+        reaches.append((64 + offset - columns.min(), columns.max() - 64 - offset))  # before and after the pixel
     assert widths == receptive_field_by_position(model)
+    assert reaches == receptive_window_by_position(model)
+
+
+def test_a_deep_unets_window_is_not_centred_on_its_pixel():
+    reaches = receptive_window_by_position(UNet(3, 1, (16, 32, 64), padding="same"))
+    assert sorted(reaches) == [(20, 23), (21, 22), (22, 21), (23, 20)]  # 44 wide, 20 to 23 pixels to each side
+    five_levels = receptive_window_by_position(UNet(3, 1, (16, 32, 64, 128, 160), padding="same"))
+    assert min(min(r) for r in five_levels) == 92 and max(max(r) for r in five_levels) == 107
 
 
 def test_effective_receptive_field_is_a_normalised_map_inside_the_theoretical_one():

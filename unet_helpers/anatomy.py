@@ -66,8 +66,9 @@ def _widening(block: nn.Module) -> int:
     return sum((m.kernel_size[0] - 1) // 2 for m in block.modules() if isinstance(m, nn.Conv2d))
 
 
-def receptive_field_by_position(model: UNet) -> list[int]:
-    """The receptive field (in input pixels) of an output pixel at each position of a pooling cell.
+def receptive_window_by_position(model: UNet) -> list[tuple[int, int]]:
+    """How far an output pixel's window reaches before and after it (in input pixels, along one axis), at each
+    position of a pooling cell: the window is not centred on the pixel.
 
     Follow one output pixel back through the network, keeping the interval of positions it
     depends on in each feature map: a 3x3 convolution widens it by 1 on each side; a 2x2 pooling
@@ -92,12 +93,18 @@ def receptive_field_by_position(model: UNet) -> list[int]:
         return min(skip[0], below[0]), max(skip[1], below[1])
 
     cell = 2 ** (levels - 1)
-    widths = []
+    reaches = []
     for position in range(cell):
         p = 1000 * cell + position  # far from 0, so that // rounds the same way everywhere
         low, high = decoder_out(1, p, p)
-        widths.append(high - low + 1)
-    return widths
+        reaches.append((p - low, high - p))
+    return reaches
+
+
+def receptive_field_by_position(model: UNet) -> list[int]:
+    """The receptive field (in input pixels) of an output pixel at each position of a pooling cell: the width of
+    its window (:func:`receptive_window_by_position`), the pixel itself included."""
+    return [before + 1 + after for before, after in receptive_window_by_position(model)]
 
 
 def receptive_field(model: UNet) -> int:

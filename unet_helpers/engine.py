@@ -7,8 +7,9 @@ history, config and random-number state) plus ``best.pt`` whenever the validatio
 ``last.pt`` and produces the same history as a run that was never interrupted.
 
 On CUDA it trains in mixed precision (bfloat16 on Ampere and newer GPUs, else float16 with a
-gradient scaler). On the CPU it trains in float32: bfloat16 autocast was about 3x slower on our
-2-core Xeon, whose virtual CPU does not expose avx512_bf16 or AMX (benchmarks/bench_training.py).
+gradient scaler). On the CPU it trains in float32: bfloat16 autocast was about 4x slower on the
+2-core Xeon we measured, a virtual CPU that exposed neither avx512_bf16 nor AMX (20.7 against 78.5
+images/s, benchmarks/bench_training.py --variants).
 On both it uses the channels_last memory format (1.3x faster on that CPU, the same numbers).
 On a Linux CPU it also asks the C allocator to keep the memory that each step frees for the
 next step (``keep_freed_memory``: 1.2x on that CPU, the same numbers).
