@@ -1,5 +1,7 @@
 """What the TGS Salt winners added to a U-Net, each as a few lines of the package (issue 20's levers)."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -133,6 +135,38 @@ def test_cosine_restarts_with_snapshot_averaging_keep_the_average_only_when_it_i
         assert torch.load(averaged, weights_only=False)["best_score"] > best
     assert train_cli.main([*argv[:6], "--snapshot-average"]) == 2
     assert "add --scheduler cosine_restarts" in capsys.readouterr().err
+
+
+def test_after_a_fine_tune_that_loses_the_averaged_main_stage_is_what_the_run_returns(tmp_path, monkeypatch):
+    from unet_helpers import recipes
+    from unet_helpers.data import load_tgs_split
+    from unet_helpers.engine import load_checkpoint, save_checkpoint
+
+    real = recipes._use_snapshot_average
+
+    def average_that_wins(recipe, model, snapshots, run_dir, *rest):
+        real(recipe, model, snapshots, run_dir, *rest)
+        best = torch.load(run_dir / "best.pt", weights_only=False)
+        with torch.no_grad():  # an average no fine-tune epoch can beat: a score of 2
+            for p in model.parameters():
+                p.add_(0.5)
+        save_checkpoint(run_dir / "averaged.pt", **{**best, "model": model.state_dict(), "best_score": 2.0})
+        return run_dir / "averaged.pt", 2.0
+
+    monkeypatch.setattr(recipes, "_use_snapshot_average", average_that_wins)
+    arrays = load_tgs_split(make_synthetic_tgs(tmp_path / "tgs", n_train=40, n_test=2, seed=5))
+    recipe = recipes.RECIPES["small-same"].scaled(2, 1)
+    recipe = dataclasses.replace(
+        recipe, model=dict(recipe.model, features=(4, 8)), scheduler="cosine_restarts", cycle_epochs=1,
+        snapshot_average=True, finetune_loss="lovasz", batch_size=8,
+    )  # fmt: skip
+    train_ds, val_ds = recipes.make_datasets(recipe, arrays, arrays.ids[:16], arrays.ids[16:24])
+    model, history = recipes.run_recipe(recipe, train_ds, val_ds, tmp_path / "run", torch.device("cpu"), progress=False)
+    assert len(history["epoch"]) == 3 and max(history["val_tgs"]) <= 1  # the fine-tune ran and did not reach 2
+    averaged = recipes.build_model(recipe)
+    load_checkpoint(tmp_path / "run" / "averaged.pt", averaged)
+    for kept, expected in zip(model.state_dict().values(), averaged.state_dict().values()):
+        assert torch.equal(kept, expected)
 
 
 def test_the_salt_head_learns_beside_the_mask_and_empties_the_tiles_it_calls_empty():

@@ -438,7 +438,8 @@ EXERCISES: dict[str, Exercise] = {
     ),
     "09.2": Exercise("one Euler step of the sampler: euler_step(x, velocity, t, t_next)", _euler_step),
     "09.3": Exercise(
-        "the velocity a network without a time input must predict at x_t = 0 for a tile x0 whose noise was -x0",
+        "the true velocity at x_t = 0 for a tile x0 whose noise was -x0 (the target a network without a time input "
+        "cannot pin down)",
         lambda a: _close(
             a,
             -2.0,

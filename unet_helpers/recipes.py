@@ -234,12 +234,13 @@ def _use_snapshot_average(
     """Average the cycle-end snapshots into ``model`` when that beats the best single epoch on validation.
 
     The average is written to ``run_dir/averaged.pt`` (a checkpoint like best.pt, which export considers too).
+    Returns the main stage's checkpoint that ``model`` now holds and its validation tgs_score.
     """
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     paths = sorted(snapshots.glob("epoch*.pt"))
     if len(paths) < 2:
-        return
+        return run_dir / "best.pt", best["best_score"]
     rank, _ = rank_and_world()
-    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     averaged = average_weights([torch.load(p, map_location="cpu", weights_only=True)["model"] for p in paths])
     unwrap(model).load_state_dict(averaged)
     amp_dtype = amp_dtype_for(device, amp)
@@ -258,6 +259,8 @@ def _use_snapshot_average(
         )
     if scores["tgs"] <= best["best_score"]:
         load_checkpoint(run_dir / "best.pt", unwrap(model))
+        return run_dir / "best.pt", best["best_score"]
+    return run_dir / "averaged.pt", scores["tgs"]
 
 
 def run_recipe(
@@ -345,8 +348,9 @@ def run_recipe(
         stage="main" if two_stages else "",
     )
     load_checkpoint(run_dir / "best.pt", unwrap(model))
-    if recipe.snapshot_average:
-        _use_snapshot_average(
+    main_best, main_score = run_dir / "best.pt", max(history["val_tgs"])
+    if recipe.snapshot_average:  # the average of the cycle ends, where it beats the best single epoch
+        main_best, main_score = _use_snapshot_average(
             recipe,
             model,
             snapshots,
@@ -393,8 +397,8 @@ def run_recipe(
         )
         offset = len(history["epoch"])
         history = {k: history[k] + ([e + offset for e in stage[k]] if k == "epoch" else stage[k]) for k in history}
-        if max(stage["val_tgs"]) > max(history["val_tgs"][:offset]):
+        if max(stage["val_tgs"]) > main_score:
             load_checkpoint(run_dir / "finetune" / "best.pt", unwrap(model))
-        else:
-            load_checkpoint(run_dir / "best.pt", unwrap(model))
+        else:  # the main stage's best: its best epoch, or the snapshots' average where that won
+            load_checkpoint(main_best, unwrap(model))
     return unwrap(model), history
