@@ -118,6 +118,44 @@ def test_three_way_split_is_disjoint_stratified_and_keeps_the_two_way_split(tiny
     )
 
 
+def test_split_like_trains_on_exactly_the_tiles_of_a_card_or_a_split_file(tiny_root, tmp_path, capsys):
+    arrays = load_tgs_split(tiny_root)
+    train, val, test = sorted(arrays.ids)[:50], sorted(arrays.ids)[50:65], sorted(arrays.ids)[65:]
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"data": {"train_ids": train, "val_ids": val, "held_out_ids": test}}))
+    fast = ["1" if previous == "--epochs" else a for previous, a in zip([None, *TINY], TINY)]  # one epoch
+    out = tmp_path / "run"
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out), "--split-like", str(card), *fast]) == 0
+    written = json.loads((out / "split.json").read_text())
+    assert (written["train"], written["val"], written["test"]) == (train, val, test)  # the ids, not a seed's split
+    config = json.loads((out / "config.json").read_text())
+    assert config["split_like"] == str(card)
+    from unet_helpers.pretrained import export
+
+    exported = export(out, tiny_root, name="like", out_dir=tmp_path / "card")
+    assert exported["data"]["split"].startswith(f"the split of {card} (its ids): 50 training, 15 validation")
+    assert exported["data"]["held_out_ids"] == test
+    again = tmp_path / "again"  # a run's own split.json serves as well
+    assert (
+        train_cli.main(["--data", str(tiny_root), "--out", str(again), "--split-like", str(out / "split.json"), *fast])
+        == 0
+    )
+    assert json.loads((again / "split.json").read_text()) == written
+    # a shipped model's card by name: its tiles are real Kaggle ids, which the stand-in does not hold
+    assert (
+        train_cli.main(
+            ["--data", str(tiny_root), "--out", str(tmp_path / "r2"), "--split-like", "medium-strong", *fast]
+        )
+        == 2
+    )
+    assert "--split-like medium-strong: 3000 of its tiles are not in" in capsys.readouterr().err
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(tmp_path / "r3"), "--split-like", "nope.json"]) == 2
+    assert "neither a shipped model" in capsys.readouterr().err
+    argv = ["--data", str(tiny_root), "--out", str(tmp_path / "r4"), "--split-like", str(card), "--split-seed", "1"]
+    assert train_cli.main(argv) == 2
+    assert "drop --split-seed" in capsys.readouterr().err
+
+
 def test_missing_data_folder_exits_2(tmp_path, capsys):
     assert train_cli.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err

@@ -254,8 +254,12 @@ def export(
         parameters=count_parameters(model),
         data=dict(
             source=f"Kaggle TGS Salt Identification Challenge, its training tiles ({n_tiles:,} of Kaggle's {N_TRAIN:,} were used)",
-            split=f"stratified by salt coverage, seed {split_seed}: {len(split['train'])} training, "
-            f"{len(split['val'])} validation, {len(split['test'])} held-out tiles",
+            split=(
+                f"the split of {config['split_like']} (its ids): "
+                if config.get("split_like")
+                else f"stratified by salt coverage, seed {split_seed}: "
+            )
+            + f"{len(split['train'])} training, {len(split['val'])} validation, {len(split['test'])} held-out tiles",
             train_ids=split["train"],
             val_ids=split["val"],
             held_out_ids=split["test"],

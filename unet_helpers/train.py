@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seed of the split alone (default: --seed), so runs with other seeds can share one split",
     )
+    g.add_argument(
+        "--split-like",
+        default=None,
+        metavar="MODEL_OR_JSON",
+        help="train, validate and hold out exactly the tiles of a shipped model's card (e.g. medium-strong), of a "
+        "card file or of a run's split.json, so that both are scored on the same unseen tiles (replaces "
+        "--val-fraction, --test-fraction and --split-seed)",
+    )
     g.add_argument("--limit-train", type=int, default=None, help="use only the first N training tiles (quick runs)")
     g.add_argument("--limit-val", type=int, default=None, help="use only the first N validation tiles (quick runs)")
     g.add_argument(
@@ -373,6 +381,8 @@ def check_numbers(args: argparse.Namespace, recipe) -> None:
         raise UsageError("--snapshot-average averages the ends of cosine cycles: add --scheduler cosine_restarts")
     if recipe.weight_decay < 0:
         raise UsageError(f"--weight-decay must be 0 or more, got {recipe.weight_decay}")
+    if args.split_like is not None and args.split_seed is not None:
+        raise UsageError("--split-like takes its split from the card or split.json: drop --split-seed")
     if not 0 < args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if not 0 <= args.test_fraction < 1 - args.val_fraction:
@@ -400,6 +410,34 @@ def check_numbers(args: argparse.Namespace, recipe) -> None:
             build_model(recipe).check_side(recipe.side)
         except ValueError as err:
             raise UsageError(f"--side {recipe.side}: {err}") from None
+
+
+def read_split(source: str) -> tuple[list[str], list[str], list[str]]:
+    """The train / validation / held-out ids of a shipped model's card (by name), of a card file or of a split.json.
+
+    The ids themselves, not a seed: the same seed splits differently if the tiles come in another order.
+    """
+    from .pretrained import available_pretrained, load_card  # here: pretrained imports from this module's package
+
+    if source in available_pretrained():
+        data = load_card(source)["data"]
+        return data["train_ids"], data["val_ids"], data["held_out_ids"]
+    path = Path(source)
+    if not path.is_file():
+        raise UsageError(
+            f"--split-like {source}: neither a shipped model ({', '.join(available_pretrained())}) nor a file; "
+            "name a model, a card's .json or a run's split.json"
+        )
+    try:
+        found = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--split-like {path}: not valid JSON ({err})") from None
+    if "data" in found and "train_ids" in found["data"]:  # a card
+        found = found["data"]
+        return found["train_ids"], found["val_ids"], found["held_out_ids"]
+    if {"train", "val"} <= set(found):  # a run's split.json
+        return found["train"], found["val"], found.get("test", [])
+    raise UsageError(f"--split-like {path}: holds neither a card's data.train_ids nor a split.json's train and val")
 
 
 def split_three_ways(
@@ -605,14 +643,25 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     arrays = load_training_data(args, rank)
-    train_ids, val_ids, test_ids = split_three_ways(
-        arrays, args.val_fraction, args.test_fraction, args.seed if args.split_seed is None else args.split_seed
-    )
+    if args.split_like is not None:
+        train_ids, val_ids, test_ids = read_split(args.split_like)
+        missing = sorted(set(train_ids + val_ids + test_ids) - set(arrays.ids))
+        if missing:
+            raise UsageError(
+                f"--split-like {args.split_like}: {len(missing)} of its tiles are not in {args.data} (e.g. "
+                f"{', '.join(missing[:3])}); use the data it was made from (Kaggle's TGS Salt train/) or drop --split-like"
+            )
+    else:
+        train_ids, val_ids, test_ids = split_three_ways(
+            arrays, args.val_fraction, args.test_fraction, args.seed if args.split_seed is None else args.split_seed
+        )
     train_ids, val_ids = train_ids[: args.limit_train], val_ids[: args.limit_val]
     train_ds, val_ds = make_datasets(recipe, arrays, train_ids, val_ids)
     extra = dict(val_fraction=args.val_fraction, limit_train=args.limit_train, limit_val=args.limit_val)
     if args.test_fraction:
         extra["test_fraction"] = args.test_fraction
+    if args.split_like is not None:  # the split's own ids, not the fractions
+        extra = dict(split_like=args.split_like, limit_train=args.limit_train, limit_val=args.limit_val)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "split.json", dict(train=train_ids, val=val_ids, test=test_ids))
