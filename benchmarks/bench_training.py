@@ -6,6 +6,7 @@
     python benchmarks/bench_training.py --inference     # milliseconds per 101x101 tile at batch 1 and 64
     python benchmarks/bench_training.py --epoch         # on a GPU: seconds per epoch of 2,400 tiles, GPU utilisation
     python benchmarks/bench_training.py --epoch --compile --json runs/bench-gpu.json   # also torch.compile; a record
+    python benchmarks/bench_training.py --epoch --levers   # also the flagship's network (residual, scSE, hypercolumn)
 
 Ours: tiles decoded once (TGSSaltDataset, reflect-padded to the recipe's side: 104, or 144 for the
 valid-padding net), the recipe's network, loss, optimizer and flips, batch 32, channels_last, the
@@ -21,7 +22,7 @@ On a GPU, --epoch times whole epochs of 2,400 tiles (the training part of an 80/
 tiles) for medium-strong (or --recipes): out of a DataLoader (0 workers, the trainer's default before), with the
 batches drawn and augmented on the GPU (DeviceBatches, the trainer's default there), the same in batches of 128
 (a quarter of the steps: how much of an epoch is the launching of each step's kernels), the same with the strong
-augmentation, and with --compile also under torch.compile. Each is the mean of three epochs after a warm-up epoch,
+augmentation, each step replayed as one CUDA graph (engine.CudaGraphStep), and with --compile also under torch.compile. Each is the mean of three epochs after a warm-up epoch,
 while a thread reads the GPU's utilisation (NVML: the share of time a kernel was running) every 20 ms.
 """
 
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -44,12 +46,13 @@ from bench_loader import PerItemPNGDataset  # noqa: E402
 
 from unet_helpers.data import TGSSaltDataset, get_tgs_salt, load_tgs_split  # noqa: E402
 from unet_helpers.data.device_batches import DeviceBatches
-from unet_helpers.engine import amp_dtype_for, keep_freed_memory, train_step  # noqa: E402
+from unet_helpers.engine import CudaGraphStep, amp_dtype_for, keep_freed_memory, train_step  # noqa: E402
 from unet_helpers.losses import BCEWithLogitsLoss, make_loss  # noqa: E402
 from unet_helpers.models import UNet  # noqa: E402
-from unet_helpers.recipes import RECIPES, build_model, build_optimizer  # noqa: E402
+from unet_helpers.recipes import RECIPES, build_loss, build_model, build_optimizer  # noqa: E402
 from unet_helpers.utils import describe_device, get_device  # noqa: E402
 
+LEVERS_NET = dict(block="residual", attention="scse", hypercolumn=True, salt_head=True)  # gpu_session's flagship
 EARLIER_NET = dict(in_channels=3, out_channels=1, features=(16, 32, 64, 128), padding="same", padding_mode="reflect")
 
 
@@ -67,6 +70,8 @@ def measure_training(
     compile_mode: str | None = None,
     timed_epochs: int = 1,
     batch_size: int | None = None,
+    cuda_graph: bool = False,
+    levers: bool = False,
 ) -> dict:
     """Timed epochs of ``images`` images (after a warm-up epoch); ``way`` is a recipe name or "earlier".
 
@@ -74,7 +79,9 @@ def measure_training(
     (``DeviceBatches``, the trainer's ``--device-batches``) instead of coming out of a DataLoader.
     ``strong_augment`` overrides the recipe's; ``compile_mode`` compiles the model (torch.compile's mode,
     "default" for its default); ``batch_size`` overrides the recipe's (fewer, larger steps: on a GPU that is paced by
-    launching kernels, an epoch's time follows its number of steps); the result is the mean of ``timed_epochs`` epochs.
+    launching kernels, an epoch's time follows its number of steps); ``cuda_graph`` replays each step as one CUDA graph
+    (``CudaGraphStep``); ``levers`` trains the flagship candidates' network instead (residual blocks, scSE, a
+    hypercolumn head, the salt head and its loss); the result is the mean of ``timed_epochs`` epochs.
     """
     root = get_tgs_salt(verbose=False).root
     torch.manual_seed(0)
@@ -89,8 +96,10 @@ def measure_training(
         loader = DataLoader(PerItemPNGDataset(Path(root), ids), batch_size=40, shuffle=True)
     else:
         recipe = RECIPES[way]
+        if levers:
+            recipe = replace(recipe, model=dict(recipe.model, **LEVERS_NET))
         model = build_model(recipe).to(device)
-        optimizer, loss_fn = build_optimizer(recipe, model), make_loss(recipe.loss)
+        optimizer, loss_fn = build_optimizer(recipe, model), build_loss(recipe, recipe.loss, model)
         arrays = load_tgs_split(root)
         dataset = TGSSaltDataset(
             arrays,
@@ -113,7 +122,8 @@ def measure_training(
     if compile_ or compile_mode:
         model = torch.compile(model, mode=None if compile_mode in (None, "default") else compile_mode)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    args = (model, loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last)
+    graph = CudaGraphStep(model, loss_fn, optimizer, amp_dtype) if cuda_graph else None
+    args = (model, loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last, False, graph)
     warm = time.perf_counter()
     train_step(*args)  # warm-up (and compilation)
     warm = time.perf_counter() - warm
@@ -129,6 +139,7 @@ def measure_training(
     seconds = (time.perf_counter() - started) / timed_epochs
     return dict(
         gpu_utilisation=sampler.stop(),
+        graph_recorded=None if graph is None else graph.graph is not None and not graph.failed,
         way=way,
         images=len(loader.dataset),
         seconds=seconds,
@@ -259,12 +270,26 @@ EPOCH_TILES = 2400  # the training part of an 80/10/10 split of the 3,000 real t
 
 def epoch_table(args: argparse.Namespace, device: torch.device, source) -> None:
     """--epoch: seconds per epoch of 2,400 tiles and the GPU's utilisation, for each way of feeding the network."""
+    # the rows gpu_session.py sizes its training from come first: a short loan may stop this early
     ways = [
-        ("DataLoader (0 workers), flips on the CPU", dict(device_batches=False)),
         ("batches on the device, flips", dict(device_batches=True)),
+        # one CUDA graph per step: the ~300 kernels of a step launched with one call
+        ("batches on the device, flips, CUDA graph", dict(device_batches=True, cuda_graph=True)),
+    ]
+    if args.levers:  # the flagship candidates' network
+        ways += [
+            ("flagship's network (levers), flips", dict(device_batches=True, levers=True)),
+            ("flagship's network (levers), flips, CUDA graph", dict(device_batches=True, levers=True, cuda_graph=True)),
+        ]
+    ways += [
         # the same epoch in a quarter of the steps: what launch-bound steps cost (the recipe itself keeps 32)
         ("batches on the device, flips, batch 128", dict(device_batches=True, batch_size=128)),
+        ("DataLoader (0 workers), flips on the CPU", dict(device_batches=False)),
         ("batches on the device, strong augmentation", dict(device_batches=True, strong_augment=True)),
+        (
+            "batches on the device, strong augmentation, CUDA graph",
+            dict(device_batches=True, strong_augment=True, cuda_graph=True),
+        ),
     ]
     if args.compile:
         ways += [
@@ -286,7 +311,8 @@ def epoch_table(args: argparse.Namespace, device: torch.device, source) -> None:
             print(
                 f"{name} ({RECIPES[name].side}x{RECIPES[name].side}), {label:54} {r['seconds']:6.2f} s per epoch of "
                 f"{r['images']:,}  {r['images_per_s']:7.0f} images/s  GPU busy {utilisation:>4}  "
-                f"warm-up {r['warmup_s']:5.1f} s  peak CUDA {r['peak_cuda_mb']:5.0f} MB",
+                f"warm-up {r['warmup_s']:5.1f} s  peak CUDA {r['peak_cuda_mb']:5.0f} MB  loss {r['loss']:.4f}"
+                + ("" if r["graph_recorded"] is None else f"  graph {'recorded' if r['graph_recorded'] else 'FAILED'}"),
                 flush=True,
             )
             rows.append(dict(r, recipe=name, way=label, **options))
@@ -309,6 +335,7 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="with --variants or --epoch: also torch.compile (slow to compile)"
     )
+    parser.add_argument("--levers", action="store_true", help="with --epoch: also the flagship's network")
     parser.add_argument(
         "--device-batches", action="store_true", help="also time batches drawn on the device (always on a GPU)"
     )

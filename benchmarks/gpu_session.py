@@ -61,6 +61,7 @@ CANDIDATES: dict[str, tuple[list[str], float]] = {
     "levers-wide-nohead-seed1": (LEVERS + WIDE + ["--seed", "1"], 2.4),
 }
 LEVER_ROWS = 14
+EPOCH_OVERHEAD_S = 0.45  # a trainer's epoch beyond its training steps on a GPU: validation, batch-norm statistics
 
 
 class Session:
@@ -115,22 +116,35 @@ class Session:
 
 
 def bench(s: Session, limit: float) -> dict:
-    """Part 1; returns medium-strong's epoch with batches on the device (seconds, GPU busy share)."""
+    """Part 1; returns medium-strong's epoch with batches on the device (seconds, GPU busy share), and the seconds
+    of an epoch of the flagship candidates' network, with a CUDA graph per step where that recorded (``graph``)."""
     record = s.work / "bench.json"
-    command = [PY, "benchmarks/bench_training.py", "--epoch", "--compile", "--json", str(record)]
+    command = [PY, "benchmarks/bench_training.py", "--epoch", "--levers", "--json", str(record)]
+    command += ["--compile"] if s.args.bench_compile else []
     code = s.call(command, s.work / "bench.log", limit)
     s.say(f"benchmark: {'stopped at its limit' if code is None else f'exit {code}'}")
     rows = json.loads(record.read_text())["rows"] if record.is_file() else []
-    ours = [
-        r
-        for r in rows
-        if r.get("device_batches") and not (r.get("strong_augment") or r.get("compile_mode") or r.get("batch_size"))
-    ]
-    if not ours:
+
+    def row(**options):
+        keys = ("strong_augment", "compile_mode", "batch_size", "cuda_graph", "levers")
+        found = [
+            r for r in rows if r.get("device_batches") and all(bool(r.get(k)) == bool(options.get(k)) for k in keys)
+        ]
+        return found[0] if found else None
+
+    plain, levers, graphed = row(), row(levers=True), row(levers=True, cuda_graph=True)
+    epoch = dict(seconds=0.5, busy=0.6, levers_seconds=None, graph=False)
+    if plain is None:
         s.say("no device-batch row measured: assuming 0.5 s per epoch with the GPU busy 60% of it")
-        return dict(seconds=0.5, busy=0.6)
-    busy = (ours[0]["gpu_utilisation"] or 60) / 100
-    return dict(seconds=ours[0]["seconds"], busy=busy)
+    else:
+        epoch.update(seconds=plain["seconds"], busy=(plain["gpu_utilisation"] or 60) / 100)
+    # the graph only where it recorded and trained as the normal step does (its loss within 10% after 4 epochs)
+    if graphed and graphed.get("graph_recorded") and levers and abs(graphed["loss"] / levers["loss"] - 1) < 0.1:
+        epoch.update(levers_seconds=graphed["seconds"], graph=graphed["seconds"] < levers["seconds"])
+    if not epoch["graph"] and levers:
+        epoch.update(levers_seconds=levers["seconds"])
+    s.say(f"epochs: {epoch}")
+    return epoch
 
 
 def notebooks(s: Session, limit: float) -> None:
@@ -157,7 +171,7 @@ def notebooks(s: Session, limit: float) -> None:
               f"{time.perf_counter() - started:.0f} s")  # fmt: skip
 
 
-def train_command(name: str, options: list[str], epochs: int, s: Session) -> list[str]:
+def train_command(name: str, options: list[str], epochs: int, s: Session, graph: bool = False) -> list[str]:
     main, finetune = max(int(epochs * 0.8), 1), max(epochs - int(epochs * 0.8), 1)
     cycle = max(main // 4, 1)  # four cosine cycles, their ends averaged
     command = [PY, "-m", "unet_helpers.train", "--data", str(s.args.data), "--recipe", "medium-strong"]
@@ -166,6 +180,9 @@ def train_command(name: str, options: list[str], epochs: int, s: Session) -> lis
     # the very tiles of medium-strong's card (not a seed: the same seed splits otherwise if the tiles come in another
     # order), so that the flagship and medium-strong are scored on the same 300 unseen tiles
     command += ["--split-like", "medium-strong", "--out", str(s.work / "flagship" / name)]
+    command += [
+        "--cuda-graph" if graph else "--no-cuda-graph"
+    ]  # one CUDA graph per step where the benchmark saw it pay
     return command + ["--resume", "--no-progress", "--processes", "1", "--threads", "1"] + smoke_options(s)
 
 
@@ -184,6 +201,10 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
     share = (0.55 if s.args.levers else 1.0) if candidates else 0.0  # the flagship candidates' share of it
     cost = sum(cost for _, cost in candidates.values()) or 1.0
     flagship_epochs = int(share * capacity / (gpu_per_epoch * cost))
+    if alone and epoch.get("levers_seconds"):  # measured on the candidates' own network: wall time, alone
+        # + validation, batch-norm statistics and checkpoints; the Lovasz fine-tune (a fifth of the epochs) costs more
+        per_epoch = epoch["levers_seconds"] * cost / CANDIDATES["levers"][1] + EPOCH_OVERHEAD_S
+        flagship_epochs = int(0.85 * (end - s.elapsed()) / (per_epoch * (0.8 + 0.2 * (1.3 if epoch["graph"] else 2.5))))
     flagship_epochs = 5 if s.args.smoke else min(max(flagship_epochs, 20), 400)
     lever_epochs = int((1 - share) * capacity / (gpu_per_epoch * LEVER_ROWS * len(s.args.lever_seeds)))
     lever_epochs = 1 if s.args.smoke else s.args.lever_epochs or min(max(lever_epochs, 8), 50)
@@ -200,7 +221,7 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
     for name, (options, _cost) in list(candidates.items())[: 1 if s.args.smoke else None]:
         log = s.work / "flagship" / name / "train.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        command = train_command(name, options, flagship_epochs, s)
+        command = train_command(name, options, flagship_epochs, s, graph=epoch.get("graph", False))
         running.append((name, subprocess.Popen(command, stdout=open(log, "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)))  # fmt: skip
     lever_process = None
     if s.args.levers:
@@ -277,8 +298,11 @@ def main() -> None:
         default=[],
         help="records of the table's earlier parts (levers.py --previous): this session trains the runs they lack",
     )
+    parser.add_argument("--bench-compile", action="store_true", help="part 1 also times torch.compile (slow)")
     parser.add_argument("--smoke", action="store_true", help="check this script on a CPU: fast mode, a few tiles")
     args = parser.parse_args()
+    # the scripts it starts import unet_helpers from this checkout, installed or not (a lent GPU has it uninstalled)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     args.data, args.work = args.data.resolve(), args.work.resolve()
     args.lever_previous = [path.resolve() for path in args.lever_previous]
     s = Session(args)
@@ -298,11 +322,11 @@ def main() -> None:
 
     threading.Thread(target=pack_every_minute, daemon=True).start()
     budget = args.budget
-    epoch = bench(s, min(130, 0.25 * budget)) if "bench" not in args.skip else dict(seconds=0.5, busy=0.6)
+    epoch = bench(s, min(110, 0.25 * budget)) if "bench" not in args.skip else dict(seconds=0.5, busy=0.6)
     if "notebooks" not in args.skip:
         notebooks(s, min(220, 0.4 * budget))
     if "train" not in args.skip:
-        side_by_side(s, epoch, budget - 45)
+        side_by_side(s, epoch, budget - 60)
         export_flagship(s, budget - 12)
     if smi is not None:
         smi.terminate()

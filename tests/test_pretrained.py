@@ -282,3 +282,21 @@ def test_predict_examples_can_run_twice_but_never_replaces_a_file_it_did_not_dra
     assert "--examples shows a shipped model" in capsys.readouterr().err
     assert predict_cli.main(["--pretrained", "small-same", "--images", str(tiny_root / "test/images")]) == 2
     assert "pass --out DIR" in capsys.readouterr().err
+
+
+def test_a_card_records_the_command_that_trains_its_model_again():
+    import shlex
+
+    from unet_helpers import train as train_cli
+    from unet_helpers.pretrained import training_command
+
+    argv = ["--data", "d", "--recipe", "medium-strong", "--block", "residual", "--hypercolumn", "--no-augment"]
+    argv += ["--split-like", "medium-strong", "--epochs", "64", "--features", "16,32,64", "--out", "runs/x", "--resume"]
+    args = train_cli.parse_args(argv)
+    config = json.loads(json.dumps(vars(args), default=str))  # as config.json holds it
+    command = training_command(config)
+    assert command.startswith("python -m unet_helpers.train --data <tgs-salt> --recipe medium-strong ")
+    assert "--out" not in command and "--resume" not in command  # where a run went, not what it trained
+    again = vars(train_cli.parse_args(shlex.split(command)[3:]))
+    for key in ("block", "hypercolumn", "augment", "split_like", "epochs", "features", "recipe", "seed"):
+        assert again[key] == vars(args)[key], key

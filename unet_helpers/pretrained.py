@@ -183,6 +183,33 @@ def _best_checkpoint(run: Path) -> tuple[Path, dict]:
     return max(loaded, key=lambda item: item[1]["best_score"])
 
 
+# how a run was made, not what it does: left out of the command a card records
+_RUN_ONLY = {"data", "out", "resume", "overwrite", "no_progress", "processes", "threads", "device", "config"}
+_RUN_ONLY |= {"num_workers", "make_standin", "device_batches", "cuda_graph", "no_keep_memory", "no_channels_last"}
+
+
+def training_command(config: dict) -> str:
+    """The trainer's command line that made a run, from its ``config.json``: every option that is not its default."""
+    from .train import build_parser  # here, not at the top: the trainer imports this module's neighbours
+
+    words = ["python -m unet_helpers.train --data <tgs-salt>"]
+    words += [f"--recipe {config['recipe']}"] if config.get("recipe") else []  # named even where it is the default
+    for action in build_parser()._actions:
+        flag = next((o for o in action.option_strings if o.startswith("--")), None)
+        value = config.get(action.dest, action.default)
+        if flag is None or action.dest in _RUN_ONLY | {"recipe"} or value == action.default or value is None:
+            continue
+        if isinstance(action, argparse.BooleanOptionalAction):
+            words.append(flag if value else "--no-" + flag[2:])
+        elif action.nargs == 0:  # store_true
+            words.append(flag)
+        elif isinstance(value, (list, tuple)):
+            words.append(f"{flag} {','.join(map(str, value))}")
+        else:
+            words.append(f"{flag} {value}")
+    return " ".join(words)
+
+
 def export(
     run: str | Path,
     data: str | Path,
@@ -272,9 +299,7 @@ def export(
             device=device_note or config.get("device", "cpu"),
             threads=config.get("threads"),
             wall_time_s=round(float(sum(history["seconds"])), 1),
-            command=f"python -m unet_helpers.train --data <tgs-salt> --recipe {recipe['name']} --val-fraction "
-            f"{config['val_fraction']} --test-fraction {config['test_fraction']} --seed {config['seed']}"
-            + (f" --split-seed {split_seed}" if split_seed != config["seed"] else ""),
+            command=training_command(config),
         ),
         history={k: [round(float(v), 5) for v in vals] for k, vals in history.items()},
         best_val_tgs=round(float(checkpoint["best_score"]), 4),

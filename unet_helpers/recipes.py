@@ -281,6 +281,7 @@ def run_recipe(
     extra_config: dict | None = None,
     on_epoch_end: Callable[[str, int, dict], None] | None = None,
     device_batches: bool | None = None,
+    cuda_graph: bool = False,
 ) -> tuple[torch.nn.Module, dict]:
     """Train a recipe (and its fine-tune stage); return the best model and the joined history.
 
@@ -288,6 +289,7 @@ def run_recipe(
     continues where it stopped, and a finished one is loaded instead of trained again. Under
     torchrun the model is wrapped in DistributedDataParallel and only rank 0 writes files.
     ``on_epoch_end(stage, epoch, history)`` is called after every epoch ("main" or "finetune").
+    ``cuda_graph``: on a GPU, replay every training step as one CUDA graph (``engine.CudaGraphStep``).
     """
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
@@ -346,6 +348,7 @@ def run_recipe(
         verbose=verbose,
         on_epoch_end=callback("main"),
         stage="main" if two_stages else "",
+        cuda_graph=cuda_graph,
     )
     load_checkpoint(run_dir / "best.pt", unwrap(model))
     main_best, main_score = run_dir / "best.pt", max(history["val_tgs"])
@@ -394,6 +397,7 @@ def run_recipe(
             verbose=verbose,
             on_epoch_end=callback("finetune"),
             stage="fine-tune",
+            cuda_graph=cuda_graph,
         )
         offset = len(history["epoch"])
         history = {k: history[k] + ([e + offset for e in stage[k]] if k == "epoch" else stage[k]) for k in history}
