@@ -4,8 +4,9 @@
 
 In order, each part with its own time limit so that a slow part cannot starve the rest:
 
-1. the epoch benchmark, alone on the GPU (``bench_training.py --epoch --compile``): seconds per epoch of
-   2,400 tiles of medium-strong out of a DataLoader, with batches drawn on the GPU, and compiled;
+1. the epoch benchmark, alone on the GPU (``bench_training.py --epoch --levers``): seconds per epoch of 2,400 tiles
+   of medium-strong and of the flagship candidates' network, with each step launched kernel by kernel and replayed
+   as one CUDA graph (``--bench-compile`` adds torch.compile; ``--skip bench --bench-record FILE`` reuses a record);
 2. notebooks 04 (every recipe's full schedule) and 05, executed top to bottom with fast mode off, alone on
    the GPU, so that their wall times are what a learner on this card would see;
 3. side by side until the budget's end: the flagship candidates (the winners' levers together, on one split)
@@ -17,14 +18,19 @@ In order, each part with its own time limit so that a slow part cannot starve th
 
 Every run resumes (``--resume``), so the same command continues an interrupted session.
 
-What the first session with it saw (one H200, 2026-11-26; README, Benchmarks): a medium-strong epoch alone takes
+What the first session with it saw (one H200, 2026-11-26; README, Benchmarks): a medium-strong epoch alone took
 1.16 s with the GPU busy 40% of it, and runs side by side take turns on the GPU rather than overlap (13 processes
-gave about 1.5x one process's throughput). Part 3 is therefore better spent on few long runs than on many short ones:
+gave about 1.5x one process's throughput). Part 3 is therefore better spent on few long runs than on many short ones.
+The second (one H100, 2026-11-26): one CUDA graph per step made that epoch 0.46 s (GPU busy 100%) and the flagship
+network's 0.98 s instead of 2.74 s (``benchmarks/results/bench-epoch-h100.json``). Its benchmark had failed to import
+unet_helpers (this script now puts the checkout on PYTHONPATH), so its flagship trained without the graph, about 3 s an
+epoch, and reached 124 of its 320 planned epochs: 0.781 on medium-strong's held-out tiles. The next loan:
 
-    python benchmarks/gpu_session.py --skip notebooks --candidates levers-wide --no-levers --budget 560
+    python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks \
+        --bench-record benchmarks/results/bench-epoch-h100.json --candidates levers --no-levers --budget 540
 
-trains one flagship candidate alone for everything the benchmark leaves, its epochs sized from the wall time of one
-epoch (alone, a run is paced by its kernel launches, not by the GPU's arithmetic).
+trains one flagship candidate alone, with the graph, for about 270 epochs (sized from the record: 0.98 s of training
+and about 0.45 s of validation and batch-norm statistics an epoch).
 
 The lever table at its real budget (50 + 15 epochs, 3 seeds, the baseline twice per seed: 45 runs) is longer than
 one loan, so it is measured in parts, each loan training the runs the earlier parts lack:
@@ -123,6 +129,11 @@ def bench(s: Session, limit: float) -> dict:
     command += ["--compile"] if s.args.bench_compile else []
     code = s.call(command, s.work / "bench.log", limit)
     s.say(f"benchmark: {'stopped at its limit' if code is None else f'exit {code}'}")
+    return epoch_from_record(s, record)
+
+
+def epoch_from_record(s: Session, record: Path) -> dict:
+    """What part 3 needs from a benchmark record (``bench_training.py --epoch --levers --json``)."""
     rows = json.loads(record.read_text())["rows"] if record.is_file() else []
 
     def row(**options):
@@ -299,6 +310,12 @@ def main() -> None:
         help="records of the table's earlier parts (levers.py --previous): this session trains the runs they lack",
     )
     parser.add_argument("--bench-compile", action="store_true", help="part 1 also times torch.compile (slow)")
+    parser.add_argument(
+        "--bench-record",
+        type=Path,
+        default=None,
+        help="with --skip bench: size the training from this earlier record (benchmarks/results/bench-epoch-h100.json)",
+    )
     parser.add_argument("--smoke", action="store_true", help="check this script on a CPU: fast mode, a few tiles")
     args = parser.parse_args()
     # the scripts it starts import unet_helpers from this checkout, installed or not (a lent GPU has it uninstalled)
@@ -322,7 +339,12 @@ def main() -> None:
 
     threading.Thread(target=pack_every_minute, daemon=True).start()
     budget = args.budget
-    epoch = bench(s, min(110, 0.25 * budget)) if "bench" not in args.skip else dict(seconds=0.5, busy=0.6)
+    if "bench" not in args.skip:
+        epoch = bench(s, min(110, 0.25 * budget))
+    elif args.bench_record:  # measured in an earlier loan, on the same kind of GPU
+        epoch = epoch_from_record(s, args.bench_record)
+    else:
+        epoch = dict(seconds=0.5, busy=0.6)
     if "notebooks" not in args.skip:
         notebooks(s, min(220, 0.4 * budget))
     if "train" not in args.skip:
