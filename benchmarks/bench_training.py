@@ -124,12 +124,13 @@ def measure_training(
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     graph = CudaGraphStep(model, loss_fn, optimizer, amp_dtype) if cuda_graph else None
     args = (model, loader, loss_fn, optimizer, device, scaler, amp_dtype, channels_last, False, graph)
+    if device.type == "cuda":  # the peak over the warm-up too: a CUDA graph takes its memory when it is recorded
+        torch.cuda.reset_peak_memory_stats()
     warm = time.perf_counter()
     train_step(*args)  # warm-up (and compilation)
     warm = time.perf_counter() - warm
     if device.type == "cuda":
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
     sampler = UtilisationSampler(device)
     started = time.perf_counter()
     for _ in range(timed_epochs):
@@ -149,6 +150,8 @@ def measure_training(
         loss=loss,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0,
+        # what the caching allocator holds, a graph's own memory pool included
+        peak_cuda_reserved_mb=torch.cuda.max_memory_reserved() / 2**20 if device.type == "cuda" else 0.0,
     )
 
 
@@ -311,7 +314,8 @@ def epoch_table(args: argparse.Namespace, device: torch.device, source) -> None:
             print(
                 f"{name} ({RECIPES[name].side}x{RECIPES[name].side}), {label:54} {r['seconds']:6.2f} s per epoch of "
                 f"{r['images']:,}  {r['images_per_s']:7.0f} images/s  GPU busy {utilisation:>4}  "
-                f"warm-up {r['warmup_s']:5.1f} s  peak CUDA {r['peak_cuda_mb']:5.0f} MB  loss {r['loss']:.4f}"
+                f"warm-up {r['warmup_s']:5.1f} s  peak CUDA {r['peak_cuda_mb']:5.0f} MB "
+                f"(reserved {r['peak_cuda_reserved_mb']:5.0f})  loss {r['loss']:.4f}"
                 + ("" if r["graph_recorded"] is None else f"  graph {'recorded' if r['graph_recorded'] else 'FAILED'}"),
                 flush=True,
             )

@@ -119,6 +119,10 @@ def test_a_run_trained_with_graphs_resumes_on_a_cpu(tmp_path):
     train(model.to(device), loader, loader, BCEDiceLoss(), optimizer, 2, device=device, checkpoint_dir=tmp_path,
           progress=False, verbose=False, cuda_graph=True, precise_bn_batches=0)  # fmt: skip
     assert all(group["capturable"] for group in optimizer.param_groups)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]
+    assert not any(group["capturable"] for group in saved["param_groups"])
+    assert all(state["step"].device.type == "cpu" for state in saved["state"].values())  # as a normal run saves them
+    assert all(state["step"].device.type == "cuda" for state in optimizer.state.values())  # the run's own: untouched
     cpu_model = small_unet()
     cpu_optimizer = torch.optim.AdamW(cpu_model.parameters(), lr=1e-3)
     load_checkpoint(tmp_path / "last.pt", cpu_model, cpu_optimizer, map_location="cpu")

@@ -216,24 +216,27 @@ def train_step(
 class CudaGraphStep:
     """A training step (forward, loss, backward, optimizer update) recorded once as a CUDA graph, then replayed.
 
-    Why: on a GPU one step of medium-strong on 32 tiles is about 300 small kernels, and launching them one by one
-    from Python (15 ms a step on an H200) takes longer than the GPU needs to run them: the GPU idled 60% of an
-    epoch. A CUDA graph records the kernels of one step and launches all of them with one call.
+    Why: a GPU runs work as *kernels* (small GPU programs: one convolution, one addition, one optimizer update of a
+    few tensors), each launched by the CPU. One step of medium-strong on 32 tiles is about 300 of them, and launching
+    them one by one from Python (15 ms a step on an H200) takes longer than the GPU needs to run them: the GPU idled
+    60% of an epoch. A CUDA graph records the kernels of one step and launches all of them with one call.
 
     What the recording needs, and how this class meets it:
 
     - the same memory every step: each batch is copied into the same input tensors, the loss lands in the same
       output tensor, and the gradients stay where the recording put them;
-    - no waiting for the CPU inside the step: the optimizer (Adam or AdamW) runs with ``capturable=True``, and its
-      learning rate is a tensor on the GPU, refreshed from ``param_groups`` before every replay, so that a
-      scheduler still sets it. float16 needs a GradScaler, which waits for the CPU: only bfloat16 (Ampere and
-      newer) or float32 steps are recorded;
+    - nothing inside the step may make the CPU wait to read a value from the GPU: the optimizer (Adam or AdamW)
+      runs with ``capturable=True`` (its step counts stay on the GPU), and its learning rate is a tensor on the GPU,
+      refreshed from ``param_groups`` before every replay, so that a scheduler still sets it. Its other settings
+      (betas, weight decay) are fixed at the recording: a scheduler of momentum would not reach the replays. float16
+      needs a GradScaler, which reads the gradients' overflow flag on the CPU at every step: only bfloat16 (Ampere
+      and newer) or float32 steps are recorded;
     - a warm-up: the first ``warmup`` steps run normally on a side stream (cuDNN picks its algorithms, the
-      optimizer creates its state), then the next step is recorded;
+      optimizer creates its state), then the next step of the same batch shape is recorded;
     - one batch shape: a batch of another size (an epoch's last) runs as a normal step.
 
-    If the recording fails (an operation that waits for the CPU inside the model or the loss), it says so once
-    and every step runs normally: the numbers are the same, only slower.
+    If the recording fails (an operation in the model or the loss that reads a GPU value on the CPU), it says so
+    once and every step runs normally: the numbers are the same, only slower.
     """
 
     def __init__(
@@ -248,15 +251,19 @@ class CudaGraphStep:
         if why_not:
             raise ValueError(f"a CUDA graph step is not possible here: {why_not}")
         self.model, self.loss_fn, self.optimizer, self.amp_dtype = model, loss_fn, optimizer, amp_dtype
-        self.warmup, self.steps = warmup, 0
+        self.warmup, self.steps, self.shape = warmup, 0, None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.failed = False
-        device = next(model.parameters()).device
-        for group in optimizer.param_groups:
-            group["capturable"] = True  # its step counts on the GPU: no transfer to the CPU inside the update
-        for state in optimizer.state.values():  # a resumed optimizer holds them on the CPU
+        self.device = next(model.parameters()).device
+        self._set_capturable(True)
+
+    def _set_capturable(self, on: bool) -> None:
+        """Adam's step counts live on the GPU when capturable (no reading them back), on the CPU otherwise."""
+        for group in self.optimizer.param_groups:
+            group["capturable"] = on
+        for state in self.optimizer.state.values():  # a resumed optimizer holds them on the CPU
             if torch.is_tensor(state.get("step")):
-                state["step"] = state["step"].to(device, torch.float32)
+                state["step"] = state["step"].to(self.device if on else "cpu", torch.float32)
 
     @staticmethod
     def unsupported(optimizer: torch.optim.Optimizer, amp_dtype: torch.dtype | None) -> str:
@@ -265,7 +272,9 @@ class CudaGraphStep:
         if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
             return f"the step of {type(optimizer).__name__} is not recorded here (Adam and AdamW are)"
         if amp_dtype == torch.float16:
-            return "float16 needs a GradScaler, which waits for the CPU at every step (a T4); bfloat16 GPUs do not"
+            return (
+                "float16 needs a GradScaler, which reads a GPU value on the CPU at every step (a T4); bfloat16 does not"
+            )
         if rank_and_world()[1] > 1:
             return "several processes (DistributedDataParallel) are not recorded here"
         if not params or params[0].device.type != "cuda":
@@ -299,7 +308,12 @@ class CudaGraphStep:
 
     def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """One step on this batch; returns its loss (a tensor that the next step overwrites: use it at once)."""
-        if self.failed or (self.graph is not None and images.shape != self.static_images.shape):
+        with torch.cuda.device(self.device):  # streams and graphs belong to the model's GPU, not the current one
+            return self._step(images, masks)
+
+    def _step(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        self.shape = self.shape or images.shape  # the shape of the first batch is the one recorded
+        if self.failed or images.shape != self.shape:
             return self._eager(images, masks)
         if self.graph is None and self.steps < self.warmup:
             self.steps += 1
@@ -317,6 +331,7 @@ class CudaGraphStep:
                 self.failed = True
                 print(f"could not record the training step as a CUDA graph; training without one ({err})", flush=True)
                 torch.cuda.synchronize()
+                self._set_capturable(False)  # the normal update is faster without it
                 return self._eager(images, masks)
         self.static_images.copy_(images)
         self.static_masks.copy_(masks)
@@ -480,7 +495,8 @@ def _set_rng_state(state: dict) -> None:
 
 
 def portable_state(optimizer: torch.optim.Optimizer) -> dict:
-    """``optimizer.state_dict()`` without the CUDA graph's ``capturable`` setting, so a CPU can resume from it.
+    """``optimizer.state_dict()`` without the CUDA graph's ``capturable`` setting, so a CPU (or a GPU without the
+    graph) resumes from it as from any checkpoint.
 
     ``CudaGraphStep`` sets it again where a step is recorded.
     """
@@ -488,6 +504,12 @@ def portable_state(optimizer: torch.optim.Optimizer) -> dict:
     for group in state["param_groups"]:  # copies: the optimizer itself keeps its setting
         if "capturable" in group:
             group["capturable"] = False
+    # Adam's step counts back on the CPU, where an optimizer that is not capturable keeps them (on the GPU it would
+    # read each one back at every step); new dicts, since state_dict() hands out the optimizer's own
+    state["state"] = {
+        key: {**value, "step": value["step"].cpu()} if torch.is_tensor(value.get("step")) else value
+        for key, value in state["state"].items()
+    }
     return state
 
 

@@ -1,0 +1,69 @@
+"""A candidate model against the shipped medium-strong on medium-strong's own held-out tiles, tile by tile.
+
+    python benchmarks/compare_held_out.py runs/flagship/card/levers.json runs/flagship/card/levers.pt
+
+The candidate must have been trained on medium-strong's split (``--split-like medium-strong``), so that both are
+scored on the same 300 real tiles neither trained on nor was chosen on; each uses its own card's post-processing
+(threshold, minimum area, flip TTA), chosen on validation tiles. Prints both means, the tiles each wins, a paired
+bootstrap 95% interval of the difference, and the means over the empty tiles and the tiles with salt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's unet_helpers, installed or not
+from unet_helpers.data import load_tgs_split  # noqa: E402
+from unet_helpers.metrics import tgs_score_per_image  # noqa: E402
+from unet_helpers.models import UNet  # noqa: E402
+from unet_helpers.postprocess import to_masks  # noqa: E402
+from unet_helpers.pretrained import load_pretrained, predict_tiles  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("card", type=Path, help="the candidate's card (pretrained export's .json)")
+    parser.add_argument("weights", type=Path, help="its float16 weights (.pt)")
+    parser.add_argument("--data", type=Path, default=Path("data/tgs-salt"), help="the real TGS Salt data")
+    args = parser.parse_args()
+    card = json.loads(args.card.read_text())
+    base_model, base = load_pretrained("medium-strong")
+    ids = base["data"]["held_out_ids"]
+    if sorted(card["data"]["held_out_ids"]) != sorted(ids):
+        sys.exit(
+            f"error: {args.card} was not held out on medium-strong's tiles; train it with --split-like medium-strong"
+        )
+    test = load_tgs_split(args.data, ids=ids).subset(ids)
+    model = UNet(**card["model_config"])
+    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    scores = []
+    for network, its_card in ((base_model, base), (model.eval(), card)):
+        post = its_card["postprocessing"]
+        probs = predict_tiles(network, its_card["recipe"], test, "cpu", tta=post["tta"])
+        scores.append(tgs_score_per_image(to_masks(probs, post["threshold"], post["min_area"]), test.masks))
+    before, after = scores
+    difference = after - before
+    rng = np.random.default_rng(0)
+    boot = [difference[rng.integers(0, len(ids), len(ids))].mean() for _ in range(2000)]
+    empty = test.masks.reshape(len(ids), -1).max(1) == 0
+    print(f"{len(ids)} held-out tiles of medium-strong; candidate {args.card.name}")
+    print(
+        f"tgs_score: medium-strong {before.mean():.4f}, candidate {after.mean():.4f}, difference {difference.mean():+.4f}"
+    )
+    print(f"tiles: candidate better on {(after > before).sum()}, worse on {(after < before).sum()}, "
+          f"equal on {(after == before).sum()}")  # fmt: skip
+    print(f"paired bootstrap 95% interval of the difference (2,000 resamples of the tiles): "
+          f"{np.percentile(boot, 2.5):+.4f} to {np.percentile(boot, 97.5):+.4f}")  # fmt: skip
+    print(f"empty tiles ({empty.sum()}): {before[empty].mean():.4f} against {after[empty].mean():.4f}; "
+          f"tiles with salt ({(~empty).sum()}): {before[~empty].mean():.4f} against {after[~empty].mean():.4f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
