@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's unet_helpers, installed or not
 from unet_helpers.data import load_tgs_split  # noqa: E402
+from unet_helpers.levers import per_tile_difference  # noqa: E402
 from unet_helpers.metrics import tgs_score_per_image  # noqa: E402
 from unet_helpers.models import UNet  # noqa: E402
 from unet_helpers.postprocess import to_masks  # noqa: E402
@@ -54,11 +55,11 @@ def main() -> None:
     boot = [difference[rng.integers(0, len(ids), len(ids))].mean() for _ in range(2000)]
     empty = test.masks.reshape(len(ids), -1).max(1) == 0
     print(f"{len(ids)} held-out tiles of medium-strong; candidate {args.card.name}")
+    counts = per_tile_difference(before, after)
     print(
-        f"tgs_score: medium-strong {before.mean():.4f}, candidate {after.mean():.4f}, difference {difference.mean():+.4f}"
+        f"tgs_score: medium-strong {before.mean():.4f}, candidate {after.mean():.4f}, difference {counts['mean']:+.4f}"
     )
-    print(f"tiles: candidate better on {(after > before).sum()}, worse on {(after < before).sum()}, "
-          f"equal on {(after == before).sum()}")  # fmt: skip
+    print(f"tiles: candidate better on {counts['wins']}, worse on {counts['losses']}, equal on {counts['ties']}")
     print(f"paired bootstrap 95% interval of the difference (2,000 resamples of the tiles): "
           f"{np.percentile(boot, 2.5):+.4f} to {np.percentile(boot, 97.5):+.4f}")  # fmt: skip
     print(f"empty tiles ({empty.sum()}): {before[empty].mean():.4f} against {after[empty].mean():.4f}; "

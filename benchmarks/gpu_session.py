@@ -198,9 +198,8 @@ def train_command(name: str, options: list[str], epochs: int, s: Session, graph:
     # the very tiles of medium-strong's card (not a seed: the same seed splits otherwise if the tiles come in another
     # order), so that the flagship and medium-strong are scored on the same 300 unseen tiles
     command += ["--split-like", "medium-strong", "--out", str(s.work / "flagship" / name)]
-    command += [
-        "--cuda-graph" if graph else "--no-cuda-graph"
-    ]  # one CUDA graph per step where the benchmark saw it pay
+    # one CUDA graph per step where the benchmark saw it pay
+    command += ["--cuda-graph" if graph else "--no-cuda-graph"]
     return command + ["--resume", "--no-progress", "--processes", "1", "--threads", "1"] + smoke_options(s)
 
 
