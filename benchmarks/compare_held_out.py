@@ -6,6 +6,9 @@ The candidate must have been trained on medium-strong's split (``--split-like me
 scored on the same 300 real tiles neither trained on nor was chosen on; each uses its own card's post-processing
 (threshold, minimum area, flip TTA), chosen on validation tiles. Prints both means, the tiles each wins, a paired
 bootstrap 95% interval of the difference, and the means over the empty tiles and the tiles with salt.
+
+``--record unet_helpers/records/flagship-candidates.json --label "..."`` also adds (or replaces) the candidate in that
+record, with every tile's score for both models and the candidate's validation history: notebook 08 reads and draws it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ def main() -> None:
     parser.add_argument("card", type=Path, help="the candidate's card (pretrained export's .json)")
     parser.add_argument("weights", type=Path, help="its float16 weights (.pt)")
     parser.add_argument("--data", type=Path, default=Path("data/tgs-salt"), help="the real TGS Salt data")
+    parser.add_argument("--record", type=Path, default=None, help="a record (.json) to add this candidate to")
+    parser.add_argument("--label", default=None, help="the candidate's name in --record (how it was trained)")
     args = parser.parse_args()
+    if args.record and not args.label:
+        parser.error("--record needs --label, the candidate's name in the record")
     card = json.loads(args.card.read_text())
     base_model, base = load_pretrained("medium-strong")
     ids = base["data"]["held_out_ids"]
@@ -64,6 +71,42 @@ def main() -> None:
           f"{np.percentile(boot, 2.5):+.4f} to {np.percentile(boot, 97.5):+.4f}")  # fmt: skip
     print(f"empty tiles ({empty.sum()}): {before[empty].mean():.4f} against {after[empty].mean():.4f}; "
           f"tiles with salt ({(~empty).sum()}): {before[~empty].mean():.4f} against {after[~empty].mean():.4f}")  # fmt: skip
+    if args.record:
+        add_to_record(args.record, args.label, card, ids, empty, before, after)
+
+
+def add_to_record(
+    path: Path, label: str, card: dict, ids: list[str], empty: np.ndarray, before: np.ndarray, after: np.ndarray
+) -> None:
+    """Add the candidate to the record at ``path`` (replacing one of the same label), creating the record if need be."""
+    record = json.loads(path.read_text()) if path.is_file() else None
+    if record is None or record["held_out_ids"] != list(ids):
+        record = dict(
+            what="flagship candidates (medium-strong with the winners' levers) against the shipped medium-strong, "
+            "tile by tile on medium-strong's 300 held-out tiles (benchmarks/compare_held_out.py --record)",
+            held_out_ids=list(ids),
+            empty=[bool(e) for e in empty],  # tiles without salt
+            medium_strong=[round(float(s), 1) for s in before],
+            candidates=[],
+        )
+    history = card["history"]
+    entry = dict(
+        label=label,
+        command=card["training"]["command"],
+        device=card["training"]["device"],
+        epochs_run=card["training"]["epochs_run"],
+        main_epochs=card["recipe"]["epochs"],
+        cycle_epochs=card["recipe"].get("cycle_epochs"),
+        training_minutes=round(card["training"]["wall_time_s"] / 60, 1),
+        chosen_checkpoint=card["training"]["chosen_checkpoint"],
+        val_tgs=card["postprocessing"]["val_tgs"],
+        held_out_tgs=round(float(after.mean()), 4),
+        val_history=[round(float(v), 4) for v in history["val_tgs"]],
+        per_tile=[round(float(s), 1) for s in after],  # a tile's tgs_score is one of 0, 0.1, ..., 1
+    )
+    record["candidates"] = [c for c in record["candidates"] if c["label"] != label] + [entry]
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"added {label!r} to {path}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -325,6 +326,25 @@ def test_the_shipped_lever_record_holds_every_row_for_every_seed():
         assert row["seeds"] == 2 and all(0.39 < s < 1 for s in row["scores"])
     with pytest.raises(ValueError, match="no lever record 'levers-nope'.*levers-h200"):
         load_record("levers-nope")
+
+
+def test_the_flagship_candidates_are_scored_on_medium_strongs_own_held_out_tiles():
+    from unet_helpers.levers import load_flagship_candidates
+    from unet_helpers.pretrained import load_card
+
+    record, card = load_flagship_candidates(), load_card("medium-strong")
+    assert record["held_out_ids"] == card["data"]["held_out_ids"] and len(record["held_out_ids"]) == 300
+    medium_strong = np.array(record["medium_strong"])
+    assert medium_strong.mean() == pytest.approx(card["held_out"]["tgs"], abs=1e-4)
+    assert sum(record["empty"]) == 117  # the tiles without salt among the 300
+    assert len(record["candidates"]) == 3
+    for candidate in record["candidates"]:
+        scores = np.array(candidate["per_tile"])
+        assert len(scores) == 300 and np.allclose(scores * 10, np.round(scores * 10))  # ten thresholds: tenths
+        assert scores.mean() == pytest.approx(candidate["held_out_tgs"], abs=1e-4)
+        assert len(candidate["val_history"]) == candidate["epochs_run"]
+        assert 0.77 < candidate["held_out_tgs"] < 0.79 < 0.83 < candidate["val_tgs"]["best_with_tta"]  # goal: 0.82
+        assert "--split-like medium-strong" in candidate["command"]
 
 
 def test_a_row_trains_and_is_scored_on_its_held_out_tiles(tmp_path):

@@ -14,6 +14,7 @@ from unet_helpers.data import check_submission, load_tgs_split, make_synthetic_t
 from unet_helpers.models import UNet, count_parameters
 from unet_helpers.postprocess import choose_postprocessing, to_masks
 from unet_helpers.recipes import RECIPES
+from unet_helpers.utils import half_state_dict
 
 MB = 2**20
 
@@ -194,6 +195,27 @@ def test_small_predictions_are_dropped_and_the_choice_is_made_on_the_given_tiles
 # --- exporting a run ---------------------------------------------------------------------------
 
 
+def test_a_running_variance_beyond_float16_is_shipped_in_float32_and_predicts_as_before():
+    # A flagship candidate trained 320 epochs on an H100 had one channel's running variance at 419,787: float16 stored
+    # it as inf, the channel's output became 0, and validation fell from 0.845 to 0.807.
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    layer[1].running_var.copy_(torch.tensor([1.0, 0.5, 4.2e5, 3.0]))
+    x = 300 * torch.randn(1, 2, 8, 8)
+    state = half_state_dict(layer.state_dict())
+    assert state["1.running_var"].dtype == torch.float32 and state["0.weight"].dtype == torch.float16
+    assert torch.isinf(layer[1].running_var.half()).any()  # what plain .half() would have shipped
+    shipped = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    shipped.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    expected = layer(x)
+    torch.testing.assert_close(shipped(x), expected, rtol=1e-2, atol=0.1)  # float16 weights on inputs of size 300
+    shipped.load_state_dict(
+        {k: v.half().float() if v.is_floating_point() else v for k, v in layer.state_dict().items()}
+    )
+    naive = shipped(x)
+    assert (naive[:, 2] == layer[1].bias[2]).all() and expected[:, 2].std() > 0.1  # the channel is gone
+
+
 def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
     argv = [
@@ -224,6 +246,7 @@ def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, 
     card = pretrained.export(run, tiny_root, name="small-same", out_dir=tmp_path / "weights", device_note="test CPU")
     state = torch.load(tmp_path / "weights" / "small-same.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for k, v in state.items() if v.is_floating_point())
+    assert card["weights"]["kept_float32"] == []
     assert card["data"]["held_out_ids"] == split["test"] and card["held_out"]["tiles"] == len(split["test"])
     assert card["training"]["device"] == "test CPU" and len(card["history"]["epoch"]) == 2
     assert card["torch"] == torch.__version__

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .data import TGSArrays, load_tgs_split
 from .models import RecursiveUNet, count_parameters
-from .utils import describe_device, seed_everything, write_card
+from .utils import describe_device, half_state_dict, seed_everything, write_card
 
 SIDE = 32  # generated tiles are 32x32: what 2 CPU cores train in an hour
 # Channel 0 the image, channel 1 the mask. Four levels take 32x32 down to 4x4, so the deepest features see the
@@ -301,7 +301,7 @@ def export(
         keep = [k for k, s in enumerate(state["history"]["step"]) if s <= step]
         state["history"] = {key: [values[k] for k in keep] for key, values in state["history"].items()}
         state["step"] = step
-    half = {k: v.half() if v.is_floating_point() else v for k, v in state["ema"].items()}
+    half = half_state_dict(state["ema"])
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(half, out_dir / f"{name}.pt")
     model = build_denoiser(state["config"])

@@ -88,6 +88,17 @@ def load_record(name: str) -> dict:
     return json.loads(path.read_text())
 
 
+def load_flagship_candidates() -> dict:
+    """The flagship candidates (medium-strong with the winners' levers together) against the shipped medium-strong.
+
+    ``held_out_ids`` are medium-strong's 300 held-out tiles, ``empty`` says which hold no salt, ``medium_strong`` is
+    its tgs_score on each; every entry of ``candidates`` has its training (``label``, ``command``, ``device``,
+    ``epochs_run``, ``val_history``), its validation scores (``val_tgs``) and its score on each of the same tiles
+    (``per_tile``). Written by ``benchmarks/compare_held_out.py --record``.
+    """
+    return json.loads((RECORDS_DIR / "flagship-candidates.json").read_text())
+
+
 def summarise(record: dict) -> list[dict]:
     """One dict per row of a record, in the record's order.
 

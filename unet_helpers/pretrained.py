@@ -3,8 +3,8 @@
     from unet_helpers.pretrained import load_pretrained
     model, card = load_pretrained("medium-strong")      # a UNet in eval mode, and its card (a dict)
 
-Each model is ``weights/<name>.pt`` (its state dict, stored in float16 to halve the file; loaded
-back as float32) beside ``weights/<name>.json``, its card: the recipe and its configuration, the
+Each model is ``weights/<name>.pt`` (its state dict, stored in float16 to halve the file, but for any
+tensor too large for float16; loaded back as float32) beside ``weights/<name>.json``, its card: the recipe and its configuration, the
 exact training, validation and held-out tile ids, epochs, device and wall time, the per-epoch
 history, the best validation tgs_score, the post-processing chosen on the validation tiles
 (threshold, minimum salt area, flip TTA), the score on the held-out tiles, torch version and date.
@@ -32,7 +32,7 @@ from .engine import CheckpointError, predict
 from .metrics import iou, tgs_score
 from .models import RecursiveUNet, UNet, count_parameters
 from .postprocess import choose_postprocessing, to_masks
-from .utils import write_card
+from .utils import half_state_dict, write_card
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 NAMES = ("small-valid", "small-same", "medium-reflect", "medium-strong")  # the recipes of notebook 04
@@ -237,7 +237,7 @@ def export(
     path, checkpoint = _best_checkpoint(run)
     model = UNet(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
-    half = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["model"].items()}
+    half = half_state_dict(checkpoint["model"])
     rounded = UNet(**checkpoint["model_config"])
     rounded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
     model, rounded = model.to(device), rounded.to(device)
@@ -318,6 +318,7 @@ def export(
         weights=dict(
             file=weights.name,
             dtype="float16",
+            kept_float32=[k for k, v in half.items() if v.dtype == torch.float32],  # too large for float16
             bytes=weights.stat().st_size,
             sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
             val_tgs_float32=round(chosen["score"], 4),
