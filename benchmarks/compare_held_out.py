@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's unet_helpers, installed or not
 from unet_helpers.data import load_tgs_split  # noqa: E402
-from unet_helpers.levers import per_tile_difference  # noqa: E402
+from unet_helpers.levers import add_flagship_candidate, per_tile_difference  # noqa: E402
 from unet_helpers.metrics import tgs_score_per_image  # noqa: E402
 from unet_helpers.models import UNet  # noqa: E402
 from unet_helpers.postprocess import to_masks  # noqa: E402
@@ -80,31 +80,10 @@ def add_to_record(
 ) -> None:
     """Add the candidate to the record at ``path`` (replacing one of the same label), creating the record if need be."""
     record = json.loads(path.read_text()) if path.is_file() else None
-    if record is None or record["held_out_ids"] != list(ids):
-        record = dict(
-            what="flagship candidates (medium-strong with the winners' levers) against the shipped medium-strong, "
-            "tile by tile on medium-strong's 300 held-out tiles (benchmarks/compare_held_out.py --record)",
-            held_out_ids=list(ids),
-            empty=[bool(e) for e in empty],  # tiles without salt
-            medium_strong=[round(float(s), 1) for s in before],
-            candidates=[],
-        )
-    history = card["history"]
-    entry = dict(
-        label=label,
-        command=card["training"]["command"],
-        device=card["training"]["device"],
-        epochs_run=card["training"]["epochs_run"],
-        main_epochs=card["recipe"]["epochs"],
-        cycle_epochs=card["recipe"].get("cycle_epochs"),
-        training_minutes=round(card["training"]["wall_time_s"] / 60, 1),
-        chosen_checkpoint=card["training"]["chosen_checkpoint"],
-        val_tgs=card["postprocessing"]["val_tgs"],
-        held_out_tgs=round(float(after.mean()), 4),
-        val_history=[round(float(v), 4) for v in history["val_tgs"]],
-        per_tile=[round(float(s), 1) for s in after],  # a tile's tgs_score is one of 0, 0.1, ..., 1
-    )
-    record["candidates"] = [c for c in record["candidates"] if c["label"] != label] + [entry]
+    try:
+        record = add_flagship_candidate(record, label, card, ids, empty, before, after)
+    except ValueError as error:
+        sys.exit(f"error: {path}: {error}")
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"added {label!r} to {path}")
 

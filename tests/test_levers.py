@@ -347,6 +347,33 @@ def test_the_flagship_candidates_are_scored_on_medium_strongs_own_held_out_tiles
         assert "--split-like medium-strong" in candidate["command"]
 
 
+def test_a_flagship_candidate_is_added_to_its_record_or_replaces_one_of_the_same_label():
+    from unet_helpers.levers import add_flagship_candidate
+
+    def card(epochs):
+        return dict(
+            training=dict(command="python -m unet_helpers.train ...", device="cpu", epochs_run=epochs,
+                          wall_time_s=120.0, chosen_checkpoint="main stage, epoch 2"),
+            recipe=dict(epochs=epochs, cycle_epochs=None),
+            postprocessing=dict(val_tgs=dict(best_with_tta=0.8)),
+            history=dict(val_tgs=[0.5 + 0.01 * k for k in range(epochs)]),
+        )  # fmt: skip
+
+    ids, empty = ["a", "b", "c"], np.array([True, False, False])
+    base = np.array([1.0, 0.3, 0.0])
+    record = add_flagship_candidate(None, "first", card(2), ids, empty, base, np.array([0.0, 0.5, 0.7]))
+    assert record["empty"] == [True, False, False] and record["medium_strong"] == [1.0, 0.3, 0.0]
+    (first,) = record["candidates"]
+    assert first["held_out_tgs"] == 0.4 and first["per_tile"] == [0.0, 0.5, 0.7] and first["training_minutes"] == 2.0
+    assert first["val_history"] == [0.5, 0.51] and first["epochs_run"] == 2
+    record = add_flagship_candidate(record, "second", card(3), ids, empty, base, np.array([1.0, 0.4, 0.1]))
+    record = add_flagship_candidate(record, "first", card(4), ids, empty, base, np.array([1.0, 1.0, 1.0]))
+    assert [c["label"] for c in record["candidates"]] == ["second", "first"]  # replaced, not added twice
+    assert record["candidates"][1]["held_out_tgs"] == 1.0
+    with pytest.raises(ValueError, match="other held-out tiles"):
+        add_flagship_candidate(record, "third", card(2), ["a", "b", "d"], empty, base, base)
+
+
 def test_a_row_trains_and_is_scored_on_its_held_out_tiles(tmp_path):
     from unet_helpers.data import load_tgs_split
     from unet_helpers.levers import train_row

@@ -197,7 +197,7 @@ def test_small_predictions_are_dropped_and_the_choice_is_made_on_the_given_tiles
 
 def test_a_running_variance_beyond_float16_is_shipped_in_float32_and_predicts_as_before():
     # A flagship candidate trained 320 epochs on an H100 had one channel's running variance at 419,787: float16 stored
-    # it as inf, the channel's output became 0, and validation fell from 0.845 to 0.807.
+    # it as inf, the channel's output became a constant (its bias), and validation fell from 0.845 to 0.807.
     torch.manual_seed(0)
     layer = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4)).eval()
     layer[1].running_var.copy_(torch.tensor([1.0, 0.5, 4.2e5, 3.0]))

@@ -330,7 +330,12 @@ def export(
         ),
         history=state["history"],
         evaluation=evaluation or {},
-        weights=dict(file=f"{name}.pt", dtype="float16", bytes=(out_dir / f"{name}.pt").stat().st_size),
+        weights=dict(
+            file=f"{name}.pt",
+            dtype="float16",
+            kept_float32=[k for k, v in half.items() if v.dtype == torch.float32],  # too large for float16
+            bytes=(out_dir / f"{name}.pt").stat().st_size,
+        ),
     )
     return write_card(out_dir / f"{name}.json", card)
 

@@ -99,6 +99,51 @@ def load_flagship_candidates() -> dict:
     return json.loads((RECORDS_DIR / "flagship-candidates.json").read_text())
 
 
+def add_flagship_candidate(
+    record: dict | None,
+    label: str,
+    card: dict,
+    ids: list[str],
+    empty: np.ndarray,
+    medium_strong: np.ndarray,
+    scores: np.ndarray,
+) -> dict:
+    """The flagship record (see :func:`load_flagship_candidates`) with one candidate added, or replaced if ``label``
+    is already there; a new record when ``record`` is None.
+
+    ``card`` is the candidate's card (``pretrained.export``), ``ids`` medium-strong's held-out tiles, ``empty`` which
+    of them hold no salt, ``medium_strong`` and ``scores`` both models' tgs_score on each of them.
+    Raises ``ValueError`` when ``record`` was scored on other tiles (its candidates would not be comparable).
+    """
+    if record is None:
+        record = dict(
+            what="flagship candidates (medium-strong with the winners' levers) against the shipped medium-strong, "
+            "tile by tile on medium-strong's 300 held-out tiles (benchmarks/compare_held_out.py --record)",
+            held_out_ids=list(ids),
+            empty=[bool(e) for e in empty],  # tiles without salt
+            medium_strong=[round(float(s), 1) for s in medium_strong],  # one of 0, 0.1, ..., 1: ten IoU thresholds
+            candidates=[],
+        )
+    elif record["held_out_ids"] != list(ids):
+        raise ValueError("its candidates were scored on other held-out tiles; write this one to a new record")
+    entry = dict(
+        label=label,
+        command=card["training"]["command"],
+        device=card["training"]["device"],
+        epochs_run=card["training"]["epochs_run"],
+        main_epochs=card["recipe"]["epochs"],
+        cycle_epochs=card["recipe"].get("cycle_epochs"),
+        training_minutes=round(card["training"]["wall_time_s"] / 60, 1),
+        chosen_checkpoint=card["training"]["chosen_checkpoint"],
+        val_tgs=card["postprocessing"]["val_tgs"],
+        held_out_tgs=round(float(np.mean(scores)), 4),
+        val_history=[round(float(v), 4) for v in card["history"]["val_tgs"]],
+        per_tile=[round(float(s), 1) for s in scores],
+    )
+    candidates = [c for c in record["candidates"] if c["label"] != label] + [entry]
+    return {**record, "candidates": candidates}
+
+
 def summarise(record: dict) -> list[dict]:
     """One dict per row of a record, in the record's order.
 

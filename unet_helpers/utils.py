@@ -77,10 +77,11 @@ def half_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
     A tensor with a value beyond float16's largest (65,504) stays float32: float16 would store it as inf.
     Batch norm's running variance is the one that gets there (a channel whose activations have a standard
-    deviation of a few hundred), and an inf there turns the channel's output into zeros.
+    deviation of a few hundred), and an inf there turns the channel's output into a constant, its bias.
     """
     largest = torch.finfo(torch.float16).max
-    return {
-        key: value.half() if value.is_floating_point() and value.abs().max() <= largest else value
-        for key, value in state.items()
-    }
+
+    def fits(value: torch.Tensor) -> bool:
+        return value.is_floating_point() and (value.numel() == 0 or bool(value.abs().max() <= largest))
+
+    return {key: value.half() if fits(value) else value for key, value in state.items()}
