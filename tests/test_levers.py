@@ -345,6 +345,11 @@ def test_the_flagship_candidates_are_scored_on_medium_strongs_own_held_out_tiles
         assert len(candidate["val_history"]) == candidate["epochs_run"]
         assert 0.77 < candidate["held_out_tgs"] < 0.79 < 0.83 < candidate["val_tgs"]["best_with_tta"]  # goal: 0.82
         assert "--split-like medium-strong" in candidate["command"]
+        assert 0.77 < candidate["held_out_plain"] <= candidate["held_out_tgs"]  # post-processing chosen on validation
+        assert candidate["weights"]["val_tgs_float16"] <= candidate["weights"]["val_tgs_float32"]
+    # the export that stored a running variance of 419,787 in float16 (inf) is kept in the record, and lost 0.04
+    before = record["candidates"][-1]["weights"]["before_fix"]
+    assert before["val_tgs_float16"] < record["candidates"][-1]["weights"]["val_tgs_float16"] - 0.03
 
 
 def test_a_flagship_candidate_is_added_to_its_record_or_replaces_one_of_the_same_label():

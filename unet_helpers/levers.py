@@ -137,6 +137,10 @@ def add_flagship_candidate(
         chosen_checkpoint=card["training"]["chosen_checkpoint"],
         val_tgs=card["postprocessing"]["val_tgs"],
         held_out_tgs=round(float(np.mean(scores)), 4),
+        # the held-out score at threshold 0.5 without TTA: how much the post-processing chosen on validation gave there
+        held_out_plain=card.get("held_out", {}).get("plain_at_0_5_without_tta"),
+        # validation in float32 and with the shipped float16 weights (and before a fix of the export, where there was one)
+        weights={k: v for k, v in card.get("weights", {}).items() if k.startswith(("val_tgs", "kept", "before"))},
         val_history=[round(float(v), 4) for v in card["history"]["val_tgs"]],
         per_tile=[round(float(s), 1) for s in scores],
     )
