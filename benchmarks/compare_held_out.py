@@ -19,15 +19,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's unet_helpers, installed or not
 from unet_helpers.data import load_tgs_split  # noqa: E402
-from unet_helpers.levers import add_flagship_candidate, per_tile_difference  # noqa: E402
+from unet_helpers.levers import add_flagship_candidate, bootstrap_interval, per_tile_difference  # noqa: E402
 from unet_helpers.metrics import tgs_score_per_image  # noqa: E402
-from unet_helpers.models import UNet  # noqa: E402
 from unet_helpers.postprocess import to_masks  # noqa: E402
-from unet_helpers.pretrained import load_pretrained, predict_tiles  # noqa: E402
+from unet_helpers.pretrained import load_model, load_pretrained, predict_tiles  # noqa: E402
 
 
 def main() -> None:
@@ -48,18 +46,15 @@ def main() -> None:
             f"error: {args.card} was not held out on medium-strong's tiles; train it with --split-like medium-strong"
         )
     test = load_tgs_split(args.data, ids=ids).subset(ids)
-    model = UNet(**card["model_config"])
-    state = torch.load(args.weights, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model = load_model(card, args.weights)
     scores = []
-    for network, its_card in ((base_model, base), (model.eval(), card)):
+    for network, its_card in ((base_model, base), (model, card)):
         post = its_card["postprocessing"]
         probs = predict_tiles(network, its_card["recipe"], test, "cpu", tta=post["tta"])
         scores.append(tgs_score_per_image(to_masks(probs, post["threshold"], post["min_area"]), test.masks))
     before, after = scores
     difference = after - before
-    rng = np.random.default_rng(0)
-    boot = [difference[rng.integers(0, len(ids), len(ids))].mean() for _ in range(2000)]
+    low, high = bootstrap_interval(difference)
     empty = test.masks.reshape(len(ids), -1).max(1) == 0
     print(f"{len(ids)} held-out tiles of medium-strong; candidate {args.card.name}")
     counts = per_tile_difference(before, after)
@@ -68,7 +63,7 @@ def main() -> None:
     )
     print(f"tiles: candidate better on {counts['wins']}, worse on {counts['losses']}, equal on {counts['ties']}")
     print(f"paired bootstrap 95% interval of the difference (2,000 resamples of the tiles): "
-          f"{np.percentile(boot, 2.5):+.4f} to {np.percentile(boot, 97.5):+.4f}")  # fmt: skip
+          f"{low:+.4f} to {high:+.4f}")  # fmt: skip
     print(f"empty tiles ({empty.sum()}): {before[empty].mean():.4f} against {after[empty].mean():.4f}; "
           f"tiles with salt ({(~empty).sum()}): {before[~empty].mean():.4f} against {after[~empty].mean():.4f}")  # fmt: skip
     if args.record:

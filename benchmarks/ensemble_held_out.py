@@ -16,14 +16,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's unet_helpers, installed or not
 from unet_helpers.data import load_tgs_split  # noqa: E402
 from unet_helpers.metrics import tgs_score  # noqa: E402
-from unet_helpers.models import UNet  # noqa: E402
 from unet_helpers.postprocess import choose_postprocessing, to_masks  # noqa: E402
-from unet_helpers.pretrained import predict_tiles  # noqa: E402
+from unet_helpers.pretrained import load_model, predict_tiles  # noqa: E402
 
 
 def main() -> None:
@@ -45,10 +43,7 @@ def main() -> None:
     val, test = arrays.subset(val_ids), arrays.subset(test_ids)
     val_probs, test_probs = [], []
     for (card_path, weights), card in zip(pairs, cards):
-        model = UNet(**card["model_config"])
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        model.eval()
+        model = load_model(card, weights)
         val_probs.append(predict_tiles(model, card["recipe"], val, "cpu", tta=True))
         test_probs.append(predict_tiles(model, card["recipe"], test, "cpu", tta=True))
         chosen = choose_postprocessing(val_probs[-1], val.masks)

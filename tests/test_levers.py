@@ -392,6 +392,19 @@ def test_a_row_trains_and_is_scored_on_its_held_out_tiles(tmp_path):
     assert again["held_out_tgs"] == got["held_out_tgs"]  # the finished run is loaded, not trained again
 
 
+def test_the_bootstrap_interval_holds_the_mean_and_narrows_with_more_tiles():
+    from unet_helpers.levers import bootstrap_interval
+
+    rng = np.random.default_rng(1)
+    few, many = rng.choice([-1.0, 0.0, 0.0, 0.1, 1.0], 50), rng.choice([-1.0, 0.0, 0.0, 0.1, 1.0], 800)
+    for d in (few, many):
+        low, high = bootstrap_interval(d)
+        assert low < d.mean() < high
+    assert np.ptp(bootstrap_interval(many)) < np.ptp(bootstrap_interval(few)) / 2  # about 1 / sqrt(16) as wide
+    assert bootstrap_interval(np.full(30, 0.1)) == pytest.approx((0.1, 0.1))  # every tile the same: no spread
+    assert bootstrap_interval(few, seed=3) == bootstrap_interval(few, seed=3)  # the same draws for the same seed
+
+
 def test_per_tile_wins_ties_and_losses():
     from unet_helpers.levers import per_tile_difference
 

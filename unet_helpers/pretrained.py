@@ -4,8 +4,8 @@
     model, card = load_pretrained("medium-strong")      # a UNet in eval mode, and its card (a dict)
 
 Each model is ``weights/<name>.pt`` (its state dict, stored in float16 to halve the file, but for any
-tensor too large for float16; loaded back as float32) beside ``weights/<name>.json``, its card: the recipe and its configuration, the
-exact training, validation and held-out tile ids, epochs, device and wall time, the per-epoch
+tensor too large for float16; loaded back as float32) beside ``weights/<name>.json``, its card: the
+recipe and its configuration, the exact training, validation and held-out tile ids, epochs, device and wall time, the per-epoch
 history, the best validation tgs_score, the post-processing chosen on the validation tiles
 (threshold, minimum salt area, flip TTA), the score on the held-out tiles, torch version and date.
 
@@ -59,11 +59,17 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[torc
     Raises ``ValueError`` listing the names when ``name`` is not one of them.
     """
     card = load_card(name)
+    return load_model(card, WEIGHTS_DIR / f"{name}.pt", device), card
+
+
+def load_model(card: dict, weights: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The network a card describes, with its exported weights (``weights``, a .pt of float16 tensors, some float32)
+    loaded back in float32, in eval mode on ``device``: a shipped model, or a candidate exported elsewhere."""
     build = RecursiveUNet if card.get("kind") == "denoiser" else UNet
     model = build(**card["model_config"])
-    state = torch.load(WEIGHTS_DIR / f"{name}.pt", map_location="cpu", weights_only=True)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.to(device).eval(), card
+    return model.to(device).eval()
 
 
 def _check_name(name: str) -> None:
