@@ -5,6 +5,11 @@
 Every model must have the same validation and held-out tiles (``--split-like`` the same model). Each model predicts
 with flip TTA. Every subset of two or more models is averaged on the validation tiles with the threshold and minimum
 area chosen there; the best subset on validation is then scored once on the held-out tiles, beside each model alone.
+
+Folds of a cross-validation (``train --split-like medium-strong --folds 5 --fold K``, one model per K) share their
+held-out tiles and validate on disjoint folds. Then every fold's model predicts its own fold, the threshold and
+minimum area are chosen on those out-of-fold predictions of all the tiles together, and the average of all the
+models is scored once on the held-out tiles.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ def main() -> None:
     pairs = list(zip(args.models[::2], args.models[1::2]))
     cards = [json.loads(card.read_text()) for card, _ in pairs]
     val_ids, test_ids = cards[0]["data"]["val_ids"], cards[0]["data"]["held_out_ids"]
+    if all(card["data"]["val_ids"] != val_ids for card in cards[1:]):
+        folds(args.data, pairs, cards)
+        return
     for (card_path, _), card in zip(pairs, cards):
         if card["data"]["val_ids"] != val_ids or card["data"]["held_out_ids"] != test_ids:
             sys.exit(
@@ -62,6 +70,38 @@ def main() -> None:
     held_out = tgs_score(to_masks(probs, chosen["threshold"], chosen["min_area"]), test.masks)
     print(f"chosen on validation: the average of {[pairs[k][0].name for k in subset]}, validation "
           f"{chosen['score']:.4f}, held-out {held_out:.4f} on {len(test_ids)} tiles")  # fmt: skip
+
+
+def folds(data: Path, pairs: list[tuple[Path, Path]], cards: list[dict]) -> None:
+    """The models of a cross-validation: post-processing chosen out of fold, their average scored on held-out tiles."""
+    test_ids = cards[0]["data"]["held_out_ids"]
+    fold_ids = [card["data"]["val_ids"] for card in cards]
+    every = [i for ids in fold_ids for i in ids]
+    for (card_path, _), card in zip(pairs, cards):
+        if card["data"]["held_out_ids"] != test_ids or set(card["data"]["train_ids"]) & set(test_ids):
+            sys.exit(
+                f"error: {card_path} holds out other tiles than {pairs[0][0]}; train every fold --split-like one card"
+            )
+    if len(set(every)) != len(every):
+        sys.exit("error: the models' validation tiles overlap, so they are not folds of one cross-validation; give "
+                 "either folds (disjoint validation tiles) or models that share their validation tiles")  # fmt: skip
+    arrays = load_tgs_split(data, ids=every + test_ids)
+    test = arrays.subset(test_ids)
+    out_of_fold, truth, test_probs = [], [], []
+    for (card_path, weights), card, ids in zip(pairs, cards, fold_ids):
+        model, fold = load_model(card, weights), arrays.subset(ids)
+        out_of_fold.append(predict_tiles(model, card["recipe"], fold, "cpu", tta=True))
+        truth.append(fold.masks)
+        test_probs.append(predict_tiles(model, card["recipe"], test, "cpu", tta=True))
+        chosen = choose_postprocessing(out_of_fold[-1], fold.masks)
+        held_out = tgs_score(to_masks(test_probs[-1], chosen["threshold"], chosen["min_area"]), test.masks)
+        print(f"{card_path.name}: its fold ({len(ids)} tiles) {chosen['score']:.4f}, held-out {held_out:.4f} "
+              f"(alone, flip TTA)")  # fmt: skip
+    chosen = choose_postprocessing(np.concatenate(out_of_fold), np.concatenate(truth))
+    held_out = tgs_score(to_masks(np.mean(test_probs, 0), chosen["threshold"], chosen["min_area"]), test.masks)
+    print(f"out of fold, {len(every)} tiles: {chosen['score']:.4f} (threshold {chosen['threshold']}, minimum area "
+          f"{chosen['min_area']}); the average of all {len(pairs)} models, held-out {held_out:.4f} on "
+          f"{len(test_ids)} tiles")  # fmt: skip
 
 
 if __name__ == "__main__":

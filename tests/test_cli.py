@@ -156,6 +156,57 @@ def test_split_like_trains_on_exactly_the_tiles_of_a_card_or_a_split_file(tiny_r
     assert "drop --split-seed" in capsys.readouterr().err
 
 
+def test_folds_cross_validate_the_tiles_a_split_does_not_hold_out(tiny_root, tmp_path, capsys):
+    arrays = load_tgs_split(tiny_root)
+    train, val, test = sorted(arrays.ids)[:50], sorted(arrays.ids)[50:65], sorted(arrays.ids)[65:]
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"data": {"train_ids": train, "val_ids": val, "held_out_ids": test}}))
+    fast = ["1" if previous == "--epochs" else a for previous, a in zip([None, *TINY], TINY)]  # one epoch
+    at = fast.index("--limit-val")
+    fast = fast[:at] + fast[at + 2 :]  # validate on the whole fold
+    splits = []
+    for fold in range(3):
+        out = tmp_path / f"fold{fold}"
+        argv = ["--data", str(tiny_root), "--out", str(out), "--split-like", str(card), "--folds", "3"]
+        assert train_cli.main([*argv, "--fold", str(fold), *fast]) == 0
+        splits.append(json.loads((out / "split.json").read_text()))
+    pooled = sorted(train + val)
+    for written in splits:
+        assert written["test"] == test  # the held-out tiles stay out of every fold
+        assert sorted(written["train"] + written["val"]) == pooled and not set(written["train"]) & set(written["val"])
+    assert sorted(i for written in splits for i in written["val"]) == pooled  # every tile validated once
+    from unet_helpers.pretrained import export
+
+    models = []
+    for fold in range(3):
+        exported = export(tmp_path / f"fold{fold}", tiny_root, name=f"fold{fold}", out_dir=tmp_path / "cards")
+        models += [str(tmp_path / "cards" / f"fold{fold}.json"), str(tmp_path / "cards" / f"fold{fold}.pt")]
+    assert exported["data"]["split"].endswith("; fold 2 of 3 (seed 0) of its training and validation tiles validates")
+    assert exported["data"]["val_ids"] == splits[2]["val"] and exported["data"]["held_out_ids"] == test
+    first = json.loads((tmp_path / "cards" / "fold0.json").read_text())["training"]["command"]
+    assert "--folds 3 --fold 0" in first  # fold 0 is named, though it is the default
+    # the three averaged: post-processing chosen on every tile's out-of-fold prediction, the held-out tiles scored once
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "ensemble_held_out.py")
+    ensemble = subprocess.run(
+        [sys.executable, script, *models, "--data", str(tiny_root)], capture_output=True, text=True, check=True
+    )
+    assert "out of fold, 65 tiles" in ensemble.stdout and "the average of all 3 models, held-out" in ensemble.stdout
+    card = json.loads((tmp_path / "cards" / "fold1.json").read_text())
+    card["data"]["val_ids"] = splits[1]["val"] + splits[0]["val"][:1]  # one tile of fold 0 in it: not folds
+    (tmp_path / "cards" / "other.json").write_text(json.dumps(card))
+    other = [*models[:2], str(tmp_path / "cards" / "other.json"), models[3]]
+    refused = subprocess.run([sys.executable, script, *other, "--data", str(tiny_root)], capture_output=True, text=True)
+    assert refused.returncode == 1 and "validation tiles overlap" in refused.stderr
+    for bad, message in (
+        (["--folds", "1"], "--folds must be 2 or more"),
+        (["--fold", "1"], "add --folds N"),
+        (["--folds", "3", "--fold", "3"], "--fold must be 0 to 2 for --folds 3"),
+    ):
+        assert train_cli.main(["--data", str(tiny_root), "--out", str(tmp_path / "bad"), *bad, *fast]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_missing_data_folder_exits_2(tmp_path, capsys):
     assert train_cli.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err

@@ -23,6 +23,7 @@ from unet_helpers.data import (
     make_synthetic_tgs,
     rle_decode,
     rle_encode,
+    stratified_folds,
     stratified_split,
 )
 
@@ -221,6 +222,22 @@ def test_strong_augmentation_zooms_and_jitters_with_the_mask_following_the_image
             original = plain[index][0]
             beyond_flips += not (torch.equal(image, original) or torch.equal(image, original.flip(-1)))
     assert beyond_flips > 20  # zoom or jitter, each half of the time: about 3 draws in 4
+
+
+def test_stratified_folds_validate_every_tile_once_with_each_class_spread_evenly():
+    ids = [f"t{k:03d}" for k in range(103)]
+    classes = np.repeat([0, 1, 2, 3], [40, 31, 20, 12])
+    folds = stratified_folds(ids, classes, folds=5, seed=0)
+    assert sorted(i for fold in folds for i in fold) == ids  # every tile in exactly one fold
+    assert {len(fold) for fold in folds} <= {20, 21}  # sizes differ by one tile at most
+    for c in range(4):  # each class spread over the folds, at most one tile apart
+        per_fold = [sum(classes[ids.index(i)] == c for i in fold) for fold in folds]
+        assert max(per_fold) - min(per_fold) <= 1
+    assert folds == stratified_folds(ids, classes, folds=5, seed=0)  # seeded
+    assert folds != stratified_folds(ids, classes, folds=5, seed=1)
+    assert all(fold == sorted(fold) for fold in folds)  # the ids keep their order
+    with pytest.raises(ValueError, match="folds must be at least 2"):
+        stratified_folds(ids, classes, folds=1)
 
 
 def test_test_split_returns_images_and_indices(standin):

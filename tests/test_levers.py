@@ -411,3 +411,42 @@ def test_per_tile_wins_ties_and_losses():
     assert per_tile_difference([0.5, 1.0, 0.0, 0.2], [0.7, 1.0, 0.0, 0.1]) == dict(
         wins=1, ties=2, losses=1, mean=pytest.approx(0.025)
     )
+
+
+def test_resplit_gaps_keep_each_class_on_its_side_and_tell_a_real_difference_from_the_luck_of_the_split():
+    from unet_helpers.levers import resplit_gaps
+
+    rng = np.random.default_rng(1)
+    classes = np.repeat([0, 1, 2], [40, 30, 30])
+    alike = rng.random(100), rng.random(100)  # two draws of one distribution
+    gaps = resplit_gaps(*alike, classes, classes, draws=2000)
+    assert gaps.shape == (2000,) and abs(gaps.mean()) < 0.01  # re-splits centre on no gap
+    observed = alike[0].mean() - alike[1].mean()
+    assert 0.02 < (np.abs(gaps) >= abs(observed)).mean()  # an ordinary draw is not unusual
+    shifted = alike[0] + 0.2  # the first set really is easier
+    assert (resplit_gaps(shifted, alike[1], classes, classes, draws=2000) >= 0.2).mean() < 0.001
+    # Where each class scores the same on both sides, no re-split that keeps each class's counts can open a gap.
+    first, second = np.r_[np.ones(50), np.zeros(50)], np.r_[np.ones(50), np.zeros(50)]
+    by_class = np.r_[np.zeros(50, int), np.ones(50, int)]
+    assert np.allclose(resplit_gaps(first, second, by_class, by_class, draws=50), 0)
+    assert np.array_equal(resplit_gaps(*alike, classes, classes, draws=20, seed=4),
+                          resplit_gaps(*alike, classes, classes, draws=20, seed=4))  # fmt: skip
+
+
+def test_the_split_gap_record_scores_medium_strongs_own_tiles_at_every_epoch():
+    from unet_helpers.levers import load_flagship_candidates, load_split_gap
+    from unet_helpers.pretrained import load_card
+
+    record, card = load_split_gap(), load_card("medium-strong")
+    assert [row["epoch"] for row in record["per_epoch"]] == list(range(1, record["epochs"] + 1))
+    last = record["per_epoch"][-1]
+    for name, ids in (("validation", card["data"]["val_ids"]), ("held_out", card["data"]["held_out_ids"])):
+        scores, classes = np.array(record[f"{name}_per_tile_last_epoch"]), np.array(record[f"{name}_classes"])
+        assert len(scores) == len(classes) == len(ids) == 300
+        assert scores.mean() == pytest.approx(last[name], abs=0.002)  # per-tile scores are rounded to tenths
+        assert set(classes) <= set(range(11))
+    # class 0 is a tile without salt: the same held-out tiles the flagship record calls empty
+    assert [c == 0 for c in record["held_out_classes"]] == load_flagship_candidates()["empty"]
+    # the split was stratified by class: each class gave the two sets the same number of tiles, give or take one
+    counts = [np.bincount(record[f"{name}_classes"], minlength=11) for name in ("validation", "held_out")]
+    assert np.abs(counts[0] - counts[1]).max() <= 1

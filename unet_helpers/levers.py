@@ -99,6 +99,45 @@ def load_flagship_candidates() -> dict:
     return json.loads((RECORDS_DIR / "flagship-candidates.json").read_text())
 
 
+def load_split_gap() -> dict:
+    """medium-strong's recipe scored after every epoch on its validation and held-out tiles, nothing chosen on either.
+
+    ``per_epoch`` holds each epoch's mean tgs_score on both sets (threshold 0.5, no minimum area, no TTA);
+    ``validation_per_tile_last_epoch`` and ``held_out_per_tile_last_epoch`` every tile's score at the last epoch;
+    ``validation_classes`` and ``held_out_classes`` every tile's salt-coverage class (``data.coverage_class``).
+    Written by ``benchmarks/split_gap.py``.
+    """
+    return json.loads((RECORDS_DIR / "split-gap.json").read_text())
+
+
+def resplit_gaps(
+    first: np.ndarray,
+    second: np.ndarray,
+    first_classes: np.ndarray,
+    second_classes: np.ndarray,
+    draws: int = 10_000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Mean of ``first`` minus mean of ``second`` (per-tile scores) after ``draws`` random re-splits of their tiles.
+
+    The tiles of both sets are pooled and dealt out again at random, each coverage class giving each side as many
+    tiles as it gave before (the split being tested was stratified the same way). How often a re-split's gap is as
+    large as the real one says how unusual the real split is, if the two sets were drawn alike. Returns (draws,).
+    """
+    scores = np.concatenate([first, second]).astype(float)
+    classes = np.concatenate([first_classes, second_classes])
+    on_first_side = np.concatenate([np.ones(len(first), bool), np.zeros(len(second), bool)])
+    rng = np.random.default_rng(seed)
+    gaps = np.empty(draws)
+    for k in range(draws):
+        side = on_first_side.copy()
+        for c in np.unique(classes):  # deal each class's tiles out again, its count on each side kept
+            members = np.flatnonzero(classes == c)
+            side[members] = rng.permutation(on_first_side[members])
+        gaps[k] = scores[side].mean() - scores[~side].mean()
+    return gaps
+
+
 def add_flagship_candidate(
     record: dict | None,
     label: str,

@@ -203,7 +203,10 @@ def training_command(config: dict) -> str:
     for action in build_parser()._actions:
         flag = next((o for o in action.option_strings if o.startswith("--")), None)
         value = config.get(action.dest, action.default)
-        if flag is None or action.dest in _RUN_ONLY | {"recipe"} or value == action.default or value is None:
+        named = action.dest == "fold" and config.get("folds")  # which fold, even fold 0, where there are folds
+        if flag is None or action.dest in _RUN_ONLY | {"recipe"} or (value == action.default and not named):
+            continue
+        if value is None:
             continue
         if isinstance(action, argparse.BooleanOptionalAction):
             words.append(flag if value else "--no-" + flag[2:])
@@ -292,7 +295,13 @@ def export(
                 if config.get("split_like")
                 else f"stratified by salt coverage, seed {split_seed}: "
             )
-            + f"{len(split['train'])} training, {len(split['val'])} validation, {len(split['test'])} held-out tiles",
+            + f"{len(split['train'])} training, {len(split['val'])} validation, {len(split['test'])} held-out tiles"
+            + (
+                f"; fold {config['fold']} of {config['folds']} (seed {split_seed}) of its training and "
+                "validation tiles validates"
+                if config.get("folds")
+                else ""
+            ),
             train_ids=split["train"],
             val_ids=split["val"],
             held_out_ids=split["test"],

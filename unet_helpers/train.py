@@ -31,7 +31,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .data import TGSDataError, coverage_class, layout_problems, load_tgs_split, make_synthetic_tgs, stratified_split
+from .data import (
+    TGSDataError,
+    coverage_class,
+    layout_problems,
+    load_tgs_split,
+    make_synthetic_tgs,
+    stratified_folds,
+    stratified_split,
+)
 from .data.files import get_data_hint
 from .engine import CheckpointError, amp_dtype_for, rank_and_world
 from .losses import LOSSES
@@ -85,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         "card file or of a run's split.json, so that both are scored on the same unseen tiles (replaces "
         "--val-fraction, --test-fraction and --split-seed)",
     )
+    g.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="cross-validation: pool the training and validation tiles (the held-out tiles stay out), deal them into "
+        "N folds stratified by salt coverage (seeded by --split-seed, else --seed) and validate on fold --fold",
+    )
+    g.add_argument("--fold", type=int, default=0, help="with --folds: the fold to validate on, 0 to N-1 (default 0)")
     g.add_argument("--limit-train", type=int, default=None, help="use only the first N training tiles (quick runs)")
     g.add_argument("--limit-val", type=int, default=None, help="use only the first N validation tiles (quick runs)")
     g.add_argument(
@@ -389,8 +405,14 @@ def check_numbers(args: argparse.Namespace, recipe) -> None:
         raise UsageError("--snapshot-average averages the ends of cosine cycles: add --scheduler cosine_restarts")
     if recipe.weight_decay < 0:
         raise UsageError(f"--weight-decay must be 0 or more, got {recipe.weight_decay}")
-    if args.split_like is not None and args.split_seed is not None:
+    if args.split_like is not None and args.split_seed is not None and not args.folds:
         raise UsageError("--split-like takes its split from the card or split.json: drop --split-seed")
+    if args.folds == 1 or args.folds < 0:
+        raise UsageError(f"--folds must be 2 or more (or 0: no cross-validation), got {args.folds}")
+    if args.fold and not args.folds:
+        raise UsageError(f"--fold {args.fold} picks one of the --folds: add --folds N (e.g. --folds 5)")
+    if args.folds and not 0 <= args.fold < args.folds:
+        raise UsageError(f"--fold must be 0 to {args.folds - 1} for --folds {args.folds}, got {args.fold}")
     if not 0 < args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if not 0 <= args.test_fraction < 1 - args.val_fraction:
@@ -463,6 +485,17 @@ def split_three_ways(
         val_fraction = val_fraction / (1 - test_fraction)
     train_ids, val_ids = stratified_split(ids, classes, val_fraction, seed)
     return train_ids, val_ids, test_ids
+
+
+def split_seed(args: argparse.Namespace) -> int:
+    """The seed of the split (and of the folds): ``--split-seed``, else ``--seed``."""
+    return args.seed if args.split_seed is None else args.split_seed
+
+
+def fold_split(arrays, ids: list[str], folds: int, fold: int, seed: int) -> tuple[list[str], list[str]]:
+    """Train / validation ids of one fold of a cross-validation over ``ids`` (``data.stratified_folds``)."""
+    dealt = stratified_folds(ids, coverage_class(arrays.subset(ids).coverage), folds, seed)
+    return [i for k, part in enumerate(dealt) if k != fold for i in part], dealt[fold]
 
 
 def _setup_distributed(args: argparse.Namespace) -> torch.device:
@@ -667,9 +700,9 @@ def run(args: argparse.Namespace) -> dict:
                 f"{', '.join(missing[:3])}); use the data it was made from (Kaggle's TGS Salt train/) or drop --split-like"
             )
     else:
-        train_ids, val_ids, test_ids = split_three_ways(
-            arrays, args.val_fraction, args.test_fraction, args.seed if args.split_seed is None else args.split_seed
-        )
+        train_ids, val_ids, test_ids = split_three_ways(arrays, args.val_fraction, args.test_fraction, split_seed(args))
+    if args.folds:  # cross-validation: this run validates on one fold of the tiles it does not hold out
+        train_ids, val_ids = fold_split(arrays, train_ids + val_ids, args.folds, args.fold, split_seed(args))
     train_ids, val_ids = train_ids[: args.limit_train], val_ids[: args.limit_val]
     train_ds, val_ds = make_datasets(recipe, arrays, train_ids, val_ids)
     extra = dict(val_fraction=args.val_fraction, limit_train=args.limit_train, limit_val=args.limit_val)
@@ -677,6 +710,8 @@ def run(args: argparse.Namespace) -> dict:
         extra["test_fraction"] = args.test_fraction
     if args.split_like is not None:  # the split's own ids, not the fractions
         extra = dict(split_like=args.split_like, limit_train=args.limit_train, limit_val=args.limit_val)
+    if args.folds:
+        extra.update(folds=args.folds, fold=args.fold, fold_seed=split_seed(args))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "split.json", dict(train=train_ids, val=val_ids, test=test_ids))

@@ -10,7 +10,7 @@
 Everything is importable from ``unet_helpers.data`` directly.
 """
 
-from .dataset import TGSSaltDataset, coverage_class, is_column_mask, stratified_split
+from .dataset import TGSSaltDataset, coverage_class, is_column_mask, stratified_folds, stratified_split
 from .download import COMPETITION, RULES_URL, download_tgs_salt, kaggle_credentials_found
 from .files import (
     N_TEST,
@@ -58,6 +58,7 @@ __all__ = [
     "read_png",
     "rle_decode",
     "rle_encode",
+    "stratified_folds",
     "stratified_split",
     "write_submission",
 ]

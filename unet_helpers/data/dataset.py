@@ -169,3 +169,26 @@ def stratified_split(ids: list[str], classes, val_fraction: float = 0.2, seed: i
     train_ids = [i for k, i in enumerate(ids) if k not in val]
     val_ids = [i for k, i in enumerate(ids) if k in val]
     return train_ids, val_ids
+
+
+def stratified_folds(ids: list[str], classes, folds: int = 5, seed: int = 0) -> list[list[str]]:
+    """Deal the ids into ``folds`` seeded folds of (nearly) equal size, each class spread over them evenly.
+
+    For cross-validation: fold k validates the network trained on all the other folds, so every tile is validated on
+    exactly once. Each class's tiles are shuffled and dealt out in turn, the next class starting at the fold where the
+    last one stopped, so the fold sizes differ by one tile at most. The ids keep their order within each fold.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    classes = np.asarray(classes)
+    if len(classes) != len(ids):
+        raise ValueError(f"got {len(ids)} ids but {len(classes)} classes")
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(ids), dtype=int)
+    dealt = 0
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        rng.shuffle(members)
+        fold_of[members] = (dealt + np.arange(len(members))) % folds
+        dealt += len(members)
+    return [[i for k, i in enumerate(ids) if fold_of[k] == f] for f in range(folds)]
