@@ -9,7 +9,9 @@ area chosen there; the best subset on validation is then scored once on the held
 Folds of a cross-validation (``train --split-like medium-strong --folds 5 --fold K``, one model per K) share their
 held-out tiles and validate on disjoint folds. Then every fold's model predicts its own fold, the threshold and
 minimum area are chosen on those out-of-fold predictions of all the tiles together, and the average of all the
-models is scored once on the held-out tiles.
+models is scored once on the held-out tiles. (The settings are chosen on one model's predictions per tile and applied
+to an average of five, whose probabilities are less extreme: the usual compromise, since an average of models none of
+which trained on a tile exists only for the held-out tiles.)
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def main() -> None:
     for (card_path, _), card in zip(pairs, cards):
         if card["data"]["val_ids"] != val_ids or card["data"]["held_out_ids"] != test_ids:
             sys.exit(
-                f"error: {card_path} has other validation or held-out tiles than {pairs[0][0]}; train it --split-like"
+                f"error: {card_path} has other validation or held-out tiles than {pairs[0][0]}; give either models "
+                "trained --split-like the same model, or all the folds of one cross-validation (--folds)"
             )
     arrays = load_tgs_split(args.data, ids=val_ids + test_ids)
     val, test = arrays.subset(val_ids), arrays.subset(test_ids)
@@ -85,6 +88,10 @@ def folds(data: Path, pairs: list[tuple[Path, Path]], cards: list[dict]) -> None
     if len(set(every)) != len(every):
         sys.exit("error: the models' validation tiles overlap, so they are not folds of one cross-validation; give "
                  "either folds (disjoint validation tiles) or models that share their validation tiles")  # fmt: skip
+    pool = set(cards[0]["data"]["train_ids"]) | set(fold_ids[0])
+    if set(every) != pool:
+        print(f"warning: these {len(pairs)} models validate {len(every)} of the {len(pool)} tiles their folds were "
+              "dealt from: not every fold is here, or a fold was cut short (--limit-val)")  # fmt: skip
     arrays = load_tgs_split(data, ids=every + test_ids)
     test = arrays.subset(test_ids)
     out_of_fold, truth, test_probs = [], [], []

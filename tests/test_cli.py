@@ -171,6 +171,21 @@ def test_folds_cross_validate_the_tiles_a_split_does_not_hold_out(tiny_root, tmp
         assert train_cli.main([*argv, "--fold", str(fold), *fast]) == 0
         splits.append(json.loads((out / "split.json").read_text()))
     pooled = sorted(train + val)
+    other_seed = tmp_path / "fold0-seed1"  # another training seed deals the same folds (they are seeded apart)
+    argv = [
+        "--data",
+        str(tiny_root),
+        "--out",
+        str(other_seed),
+        "--split-like",
+        str(card),
+        "--folds",
+        "3",
+        "--seed",
+        "1",
+    ]
+    assert train_cli.main([*argv, *fast]) == 0
+    assert json.loads((other_seed / "split.json").read_text())["val"] == splits[0]["val"]
     for written in splits:
         assert written["test"] == test  # the held-out tiles stay out of every fold
         assert sorted(written["train"] + written["val"]) == pooled and not set(written["train"]) & set(written["val"])

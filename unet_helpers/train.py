@@ -91,14 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL_OR_JSON",
         help="train, validate and hold out exactly the tiles of a shipped model's card (e.g. medium-strong), of a "
         "card file or of a run's split.json, so that both are scored on the same unseen tiles (replaces "
-        "--val-fraction, --test-fraction and --split-seed)",
+        "--val-fraction, --test-fraction and --split-seed; with --folds, --split-seed seeds the folds)",
     )
     g.add_argument(
         "--folds",
         type=int,
         default=0,
         help="cross-validation: pool the training and validation tiles (the held-out tiles stay out), deal them into "
-        "N folds stratified by salt coverage (seeded by --split-seed, else --seed) and validate on fold --fold",
+        "N folds stratified by salt coverage and validate on fold --fold; the folds are seeded by --split-seed "
+        "(default 0), not --seed, so fold runs with other seeds share their folds (--val-fraction then does not matter)",
     )
     g.add_argument("--fold", type=int, default=0, help="with --folds: the fold to validate on, 0 to N-1 (default 0)")
     g.add_argument("--limit-train", type=int, default=None, help="use only the first N training tiles (quick runs)")
@@ -492,6 +493,11 @@ def split_seed(args: argparse.Namespace) -> int:
     return args.seed if args.split_seed is None else args.split_seed
 
 
+def fold_seed(args: argparse.Namespace) -> int:
+    """The seed of the folds: ``--split-seed``, else 0 (never ``--seed``: every fold's run must deal the same folds)."""
+    return 0 if args.split_seed is None else args.split_seed
+
+
 def fold_split(arrays, ids: list[str], folds: int, fold: int, seed: int) -> tuple[list[str], list[str]]:
     """Train / validation ids of one fold of a cross-validation over ``ids`` (``data.stratified_folds``)."""
     dealt = stratified_folds(ids, coverage_class(arrays.subset(ids).coverage), folds, seed)
@@ -702,7 +708,11 @@ def run(args: argparse.Namespace) -> dict:
     else:
         train_ids, val_ids, test_ids = split_three_ways(arrays, args.val_fraction, args.test_fraction, split_seed(args))
     if args.folds:  # cross-validation: this run validates on one fold of the tiles it does not hold out
-        train_ids, val_ids = fold_split(arrays, train_ids + val_ids, args.folds, args.fold, split_seed(args))
+        train_ids, val_ids = fold_split(arrays, train_ids + val_ids, args.folds, args.fold, fold_seed(args))
+        if (args.limit_train or args.limit_val) and rank == 0:
+            print(
+                "warning: --limit-train/--limit-val cut this fold short: the folds no longer validate every tile once"
+            )
     train_ids, val_ids = train_ids[: args.limit_train], val_ids[: args.limit_val]
     train_ds, val_ds = make_datasets(recipe, arrays, train_ids, val_ids)
     extra = dict(val_fraction=args.val_fraction, limit_train=args.limit_train, limit_val=args.limit_val)
@@ -711,7 +721,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.split_like is not None:  # the split's own ids, not the fractions
         extra = dict(split_like=args.split_like, limit_train=args.limit_train, limit_val=args.limit_val)
     if args.folds:
-        extra.update(folds=args.folds, fold=args.fold, fold_seed=split_seed(args))
+        extra.update(folds=args.folds, fold=args.fold, fold_seed=fold_seed(args))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "split.json", dict(train=train_ids, val=val_ids, test=test_ids))
