@@ -88,7 +88,7 @@ def folds(data: Path, pairs: list[tuple[Path, Path]], cards: list[dict]) -> None
     if len(set(every)) != len(every):
         sys.exit("error: the models' validation tiles overlap, so they are not folds of one cross-validation; give "
                  "either folds (disjoint validation tiles) or models that share their validation tiles")  # fmt: skip
-    pool = set(cards[0]["data"]["train_ids"]) | set(fold_ids[0])
+    pool = {i for card in cards for i in card["data"]["train_ids"] + card["data"]["val_ids"]}
     if set(every) != pool:
         print(f"warning: these {len(pairs)} models validate {len(every)} of the {len(pool)} tiles their folds were "
               "dealt from: not every fold is here, or a fold was cut short (--limit-val)")  # fmt: skip

@@ -37,7 +37,7 @@ arithmetic, 2.4 times the candidate's; not measured):
 
 (a second call with the same command, on the same warm machine, resumes it), or to the lever table.
 
-The fourth session had no GPU. It took the candidates' 0.065 gap between validation and held-out apart
+The fourth session had no GPU. It took the candidates' 0.065-0.066 gap between validation and held-out apart
 (``benchmarks/split_gap.py``, notebook 08 section 6): about 0.038 is the tiles (a split that about one random split in
 ten matches), 0.003-0.009 the post-processing and about 0.02 mostly the epoch chosen on validation. So their
 validation scores (0.84-0.85) overstate them, and the held-out 0.78 is the number to beat. What the winners did beyond

@@ -186,6 +186,13 @@ def test_folds_cross_validate_the_tiles_a_split_does_not_hold_out(tiny_root, tmp
     ]
     assert train_cli.main([*argv, *fast]) == 0
     assert json.loads((other_seed / "split.json").read_text())["val"] == splits[0]["val"]
+    # without --split-like (and nothing held out), neither --seed nor --val-fraction changes the folds
+    plain = []
+    for name, options in (("a", []), ("b", ["--seed", "1"]), ("c", ["--val-fraction", "0.3"])):
+        argv = ["--data", str(tiny_root), "--out", str(tmp_path / f"plain-{name}"), "--folds", "3", "--fold", "1"]
+        assert train_cli.main([*argv, *fast, *options]) == 0
+        plain.append(json.loads((tmp_path / f"plain-{name}" / "split.json").read_text())["val"])
+    assert plain[0] == plain[1] == plain[2] and len(plain[0]) in (26, 27)
     for written in splits:
         assert written["test"] == test  # the held-out tiles stay out of every fold
         assert sorted(written["train"] + written["val"]) == pooled and not set(written["train"]) & set(written["val"])

@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="cross-validation: pool the training and validation tiles (the held-out tiles stay out), deal them into "
-        "N folds stratified by salt coverage and validate on fold --fold; the folds are seeded by --split-seed "
-        "(default 0), not --seed, so fold runs with other seeds share their folds (--val-fraction then does not matter)",
+        "N folds stratified by salt coverage and validate on fold --fold; the folds are dealt from the sorted ids, "
+        "seeded by --split-seed (default 0), not --seed, so fold runs that hold out the same tiles (--split-like, or "
+        "the same --split-seed and --test-fraction) share their folds whatever their --seed and --val-fraction",
     )
     g.add_argument("--fold", type=int, default=0, help="with --folds: the fold to validate on, 0 to N-1 (default 0)")
     g.add_argument("--limit-train", type=int, default=None, help="use only the first N training tiles (quick runs)")
@@ -489,7 +490,7 @@ def split_three_ways(
 
 
 def split_seed(args: argparse.Namespace) -> int:
-    """The seed of the split (and of the folds): ``--split-seed``, else ``--seed``."""
+    """The seed of the split: ``--split-seed``, else ``--seed`` (the folds have their own: :func:`fold_seed`)."""
     return args.seed if args.split_seed is None else args.split_seed
 
 
@@ -500,6 +501,7 @@ def fold_seed(args: argparse.Namespace) -> int:
 
 def fold_split(arrays, ids: list[str], folds: int, fold: int, seed: int) -> tuple[list[str], list[str]]:
     """Train / validation ids of one fold of a cross-validation over ``ids`` (``data.stratified_folds``)."""
+    ids = sorted(ids)  # the same tiles deal the same folds, in whatever order the split listed them
     dealt = stratified_folds(ids, coverage_class(arrays.subset(ids).coverage), folds, seed)
     return [i for k, part in enumerate(dealt) if k != fold for i in part], dealt[fold]
 
@@ -709,7 +711,8 @@ def run(args: argparse.Namespace) -> dict:
         train_ids, val_ids, test_ids = split_three_ways(arrays, args.val_fraction, args.test_fraction, split_seed(args))
     if args.folds:  # cross-validation: this run validates on one fold of the tiles it does not hold out
         train_ids, val_ids = fold_split(arrays, train_ids + val_ids, args.folds, args.fold, fold_seed(args))
-        if (args.limit_train or args.limit_val) and rank == 0:
+        cut = len(train_ids) > (args.limit_train or len(train_ids)) or len(val_ids) > (args.limit_val or len(val_ids))
+        if cut and rank == 0:
             print(
                 "warning: --limit-train/--limit-val cut this fold short: the folds no longer validate every tile once"
             )
