@@ -27,8 +27,8 @@ unet_helpers (this script now puts the checkout on PYTHONPATH), so its flagship 
 epoch, and reached 124 of its 320 planned epochs: 0.781 on medium-strong's held-out tiles. The third (one H100,
 2026-11-26) trained it with the graph for 256 + 64 epochs in two calls of one loan (1.35 s a main epoch, 2.0 s a Lovasz
 epoch, validation included; the graph's GPU tests passed, 7 of 7): 0.780 held-out, validation 0.845. Each of its four
-64-epoch cycles peaked at 0.828-0.833 on validation, so the candidate's length is not what holds it back. A loan now
-goes to a wider network, which one call trains for 64 + 16 epochs (about 3.3 s an epoch, estimated from its
+64-epoch cycles peaked at 0.828-0.833 on validation, so the candidate's length is not what holds it back. Its plan
+for a loan was a wider network, which one call trains for 64 + 16 epochs (about 3.3 s an epoch, estimated from its
 arithmetic, 2.4 times the candidate's; not measured):
 
     python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks \
@@ -39,12 +39,12 @@ arithmetic, 2.4 times the candidate's; not measured):
 
 The fourth session had no GPU. It took the candidates' 0.065-0.066 gap between validation and held-out apart
 (``benchmarks/split_gap.py``, notebook 08 section 6): about 0.038 is the tiles (a split that about one random split in
-ten matches), 0.003-0.009 the post-processing and about 0.02 mostly the epoch chosen on validation. So their
-validation scores (0.84-0.85) overstate them, and the held-out 0.78 is the number to beat. What the winners did beyond
-one network was folds: the next loan trains a 5-fold cross-validation over medium-strong's 2,700 training and
-validation tiles (its held-out tiles stay out), each fold 40 + 10 epochs in one cosine cycle. Side by side the five
-take turns on the GPU (each keeps it busy with the graph), about 6 minutes in all; a second call resumes what the
-first could not finish:
+ten matches), 0.003-0.009 the post-processing and about 0.02 left, most likely the epoch chosen on validation (not
+measured apart). So their validation scores (0.84-0.85) overstate them, and the held-out 0.78 is the number to beat.
+What the winners did beyond one network was folds, so the next loan goes to them before the wider network: a 5-fold
+cross-validation over medium-strong's 2,700 training and validation tiles (its held-out tiles stay out), each fold
+40 + 10 epochs in one cosine cycle. Side by side the five take turns on the GPU (each keeps it busy with the graph),
+about 6 minutes in all; a second call resumes what the first could not finish:
 
     python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks \
         --bench-record benchmarks/results/bench-epoch-h100.json --no-levers --flagship-epochs 50 --budget 500 \
