@@ -52,14 +52,9 @@ def main() -> None:
             )
     arrays = load_tgs_split(args.data, ids=val_ids + test_ids)
     val, test = arrays.subset(val_ids), arrays.subset(test_ids)
-    val_probs, test_probs = [], []
-    for (card_path, weights), card in zip(pairs, cards):
-        model = load_model(card, weights)
-        val_probs.append(predict_tiles(model, card["recipe"], val, "cpu", tta=True))
-        test_probs.append(predict_tiles(model, card["recipe"], test, "cpu", tta=True))
-        chosen = choose_postprocessing(val_probs[-1], val.masks)
-        held_out = tgs_score(to_masks(test_probs[-1], chosen["threshold"], chosen["min_area"]), test.masks)
-        print(f"{card_path.name}: validation {chosen['score']:.4f}, held-out {held_out:.4f} (alone, flip TTA)")
+    val_probs, test_probs = zip(
+        *(alone(card_path, weights, card, val, test) for (card_path, weights), card in zip(pairs, cards))
+    )
     best = None
     for size in range(2, len(pairs) + 1):
         for subset in itertools.combinations(range(len(pairs)), size):
@@ -73,6 +68,20 @@ def main() -> None:
     held_out = tgs_score(to_masks(probs, chosen["threshold"], chosen["min_area"]), test.masks)
     print(f"chosen on validation: the average of {[pairs[k][0].name for k in subset]}, validation "
           f"{chosen['score']:.4f}, held-out {held_out:.4f} on {len(test_ids)} tiles")  # fmt: skip
+
+
+def alone(
+    card_path: Path, weights: Path, card: dict, val, test, what: str = "validation"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One model's flip-TTA probabilities on its validation tiles and on the held-out tiles; prints how it scores
+    alone, with the threshold and minimum area chosen on its validation tiles."""
+    model = load_model(card, weights)
+    val_probs = predict_tiles(model, card["recipe"], val, "cpu", tta=True)
+    test_probs = predict_tiles(model, card["recipe"], test, "cpu", tta=True)
+    chosen = choose_postprocessing(val_probs, val.masks)
+    held_out = tgs_score(to_masks(test_probs, chosen["threshold"], chosen["min_area"]), test.masks)
+    print(f"{card_path.name}: {what} {chosen['score']:.4f}, held-out {held_out:.4f} (alone, flip TTA)")
+    return val_probs, test_probs
 
 
 def folds(data: Path, pairs: list[tuple[Path, Path]], cards: list[dict]) -> None:
@@ -94,17 +103,11 @@ def folds(data: Path, pairs: list[tuple[Path, Path]], cards: list[dict]) -> None
               "dealt from: not every fold is here, or a fold was cut short (--limit-val)")  # fmt: skip
     arrays = load_tgs_split(data, ids=every + test_ids)
     test = arrays.subset(test_ids)
-    out_of_fold, truth, test_probs = [], [], []
+    out_of_fold, test_probs = [], []
     for (card_path, weights), card, ids in zip(pairs, cards, fold_ids):
-        model, fold = load_model(card, weights), arrays.subset(ids)
-        out_of_fold.append(predict_tiles(model, card["recipe"], fold, "cpu", tta=True))
-        truth.append(fold.masks)
-        test_probs.append(predict_tiles(model, card["recipe"], test, "cpu", tta=True))
-        chosen = choose_postprocessing(out_of_fold[-1], fold.masks)
-        held_out = tgs_score(to_masks(test_probs[-1], chosen["threshold"], chosen["min_area"]), test.masks)
-        print(f"{card_path.name}: its fold ({len(ids)} tiles) {chosen['score']:.4f}, held-out {held_out:.4f} "
-              f"(alone, flip TTA)")  # fmt: skip
-    chosen = choose_postprocessing(np.concatenate(out_of_fold), np.concatenate(truth))
+        own, held = alone(card_path, weights, card, arrays.subset(ids), test, f"its fold ({len(ids)} tiles)")
+        out_of_fold.append(own), test_probs.append(held)
+    chosen = choose_postprocessing(np.concatenate(out_of_fold), arrays.subset(every).masks)
     held_out = tgs_score(to_masks(np.mean(test_probs, 0), chosen["threshold"], chosen["min_area"]), test.masks)
     print(f"out of fold, {len(every)} tiles: {chosen['score']:.4f} (threshold {chosen['threshold']}, minimum area "
           f"{chosen['min_area']}); the average of all {len(pairs)} models, held-out {held_out:.4f} on "

@@ -74,8 +74,10 @@ def main() -> None:
         if args.record:
             args.record.write_text(json.dumps(record, indent=1) + "\n")
 
+    last = args.out / "last.pt"  # the trainer writes it after every epoch, before on_epoch_end
+
     def score_epoch(stage: str, epoch: int, history: dict) -> None:
-        model, _ = model_from_checkpoint(args.out / "last.pt")
+        model, _ = model_from_checkpoint(last)
         row = {"epoch": epoch}
         for name, tiles in sets.items():
             probs = predict_tiles(model, recipe.config(), tiles, "cpu", tta=False)
@@ -88,7 +90,6 @@ def main() -> None:
               f"gap {row['validation'] - row['held_out']:+.4f}", flush=True)  # fmt: skip
         write_record()
 
-    last = args.out / "last.pt"
     if args.resume and last.is_file():  # a run stopped after its checkpoint but before that epoch was scored
         epoch = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
         if epoch not in {row["epoch"] for row in record["per_epoch"]}:

@@ -42,11 +42,21 @@ TINY = [
     "--processes",
     "1",  # in this process: the tests below start torchrun themselves where they want several
 ]
+ONE_EPOCH = ["1" if previous == "--epochs" else a for previous, a in zip([None, *TINY], TINY)]
 
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
     return make_synthetic_tgs(tmp_path_factory.mktemp("tgs"), n_train=80, n_test=6, seed=2)
+
+
+def write_card(root, folder):
+    """A card (its data part) with sorted ids split 50 / 15 / the rest: (its path, (train, val, held-out ids))."""
+    ids = sorted(load_tgs_split(root).ids)
+    train, val, test = ids[:50], ids[50:65], ids[65:]
+    card = folder / "card.json"
+    card.write_text(json.dumps({"data": {"train_ids": train, "val_ids": val, "held_out_ids": test}}))
+    return card, (train, val, test)
 
 
 def history(out):
@@ -119,13 +129,9 @@ def test_three_way_split_is_disjoint_stratified_and_keeps_the_two_way_split(tiny
 
 
 def test_split_like_trains_on_exactly_the_tiles_of_a_card_or_a_split_file(tiny_root, tmp_path, capsys):
-    arrays = load_tgs_split(tiny_root)
-    train, val, test = sorted(arrays.ids)[:50], sorted(arrays.ids)[50:65], sorted(arrays.ids)[65:]
-    card = tmp_path / "card.json"
-    card.write_text(json.dumps({"data": {"train_ids": train, "val_ids": val, "held_out_ids": test}}))
-    fast = ["1" if previous == "--epochs" else a for previous, a in zip([None, *TINY], TINY)]  # one epoch
+    card, (train, val, test) = write_card(tiny_root, tmp_path)
     out = tmp_path / "run"
-    assert train_cli.main(["--data", str(tiny_root), "--out", str(out), "--split-like", str(card), *fast]) == 0
+    assert train_cli.main(["--data", str(tiny_root), "--out", str(out), "--split-like", str(card), *ONE_EPOCH]) == 0
     written = json.loads((out / "split.json").read_text())
     assert (written["train"], written["val"], written["test"]) == (train, val, test)  # the ids, not a seed's split
     config = json.loads((out / "config.json").read_text())
@@ -137,14 +143,16 @@ def test_split_like_trains_on_exactly_the_tiles_of_a_card_or_a_split_file(tiny_r
     assert exported["data"]["held_out_ids"] == test
     again = tmp_path / "again"  # a run's own split.json serves as well
     assert (
-        train_cli.main(["--data", str(tiny_root), "--out", str(again), "--split-like", str(out / "split.json"), *fast])
+        train_cli.main(
+            ["--data", str(tiny_root), "--out", str(again), "--split-like", str(out / "split.json"), *ONE_EPOCH]
+        )
         == 0
     )
     assert json.loads((again / "split.json").read_text()) == written
     # a shipped model's card by name: its tiles are real Kaggle ids, which the stand-in does not hold
     assert (
         train_cli.main(
-            ["--data", str(tiny_root), "--out", str(tmp_path / "r2"), "--split-like", "medium-strong", *fast]
+            ["--data", str(tiny_root), "--out", str(tmp_path / "r2"), "--split-like", "medium-strong", *ONE_EPOCH]
         )
         == 2
     )
@@ -157,13 +165,9 @@ def test_split_like_trains_on_exactly_the_tiles_of_a_card_or_a_split_file(tiny_r
 
 
 def test_folds_cross_validate_the_tiles_a_split_does_not_hold_out(tiny_root, tmp_path, capsys):
-    arrays = load_tgs_split(tiny_root)
-    train, val, test = sorted(arrays.ids)[:50], sorted(arrays.ids)[50:65], sorted(arrays.ids)[65:]
-    card = tmp_path / "card.json"
-    card.write_text(json.dumps({"data": {"train_ids": train, "val_ids": val, "held_out_ids": test}}))
-    fast = ["1" if previous == "--epochs" else a for previous, a in zip([None, *TINY], TINY)]  # one epoch
-    at = fast.index("--limit-val")
-    fast = fast[:at] + fast[at + 2 :]  # validate on the whole fold
+    card, (train, val, test) = write_card(tiny_root, tmp_path)
+    at = ONE_EPOCH.index("--limit-val")
+    fast = ONE_EPOCH[:at] + ONE_EPOCH[at + 2 :]  # validate on the whole fold
     splits = []
     for fold in range(3):
         out = tmp_path / f"fold{fold}"
