@@ -54,11 +54,21 @@ then, on any machine, the five averaged (post-processing chosen on out-of-fold p
 once):
 ``python benchmarks/ensemble_held_out.py levers-fold0.json levers-fold0.pt ... --data data/tgs-salt``.
 
-The lever table at its real budget (50 + 15 epochs, 3 seeds, the baseline twice per seed: 45 runs) is longer than
-one loan, so it is measured in parts, each loan training the runs the earlier parts lack:
+The fifth session (one H200, 2026-11-26) ran that command: the five folds trained side by side in 330 s (about 5.6 s
+a main epoch each, five processes taking turns on the GPU, each with the graph), and the five exports took 170 s more.
+Alone, the five scored 0.757-0.777 on the held-out tiles, and 0.742-0.800 on their own folds, 0.770 on average against
+0.768 on the held-out tiles. Averaged (``ensemble_held_out.py --record``, notebook 08 section 6): **0.779**, +0.011
+over the five alone on average, and no better than run 3's one network (0.780). With the rest of that loan, the first
+part of the lever table at its real budget (below) trained 4 runs side by side in 225 s, about 180 s each; 3 were
+exported (``benchmarks/results/levers-h200-50+15-epochs-part1.json``), and the fourth was trained but stopped at the
+deadline in its export (``levers.py`` now exports a trained run after its deadline).
 
-    python benchmarks/gpu_session.py --skip bench notebooks --candidates --lever-epochs 50 --lever-seeds 0 1 2 \
-        --lever-previous unet_helpers/records/levers-part-*.json
+The lever table at its real budget (50 + 15 epochs, 3 seeds, the baseline twice per seed: 45 runs, about 45 s of GPU
+time each side by side, so about 35 minutes in all) is longer than one loan, so it is measured in parts, each loan
+training the runs the earlier parts lack (``--lever-previous`` names every earlier part's record):
+
+    python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks --candidates \
+        --lever-epochs 50 --lever-seeds 0 1 2 --lever-previous benchmarks/results/levers-h200-50+15-epochs-part1.json
 """
 
 from __future__ import annotations
@@ -272,7 +282,12 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
     lever_process = None
     if s.args.levers:
         levers = [PY, "benchmarks/levers.py", "--data", str(s.args.data), "--out", str(s.work / "levers")]
-        levers += ["--seeds", *map(str, s.args.lever_seeds), "--parallel", "2" if s.args.smoke else "10"]
+        levers += [
+            "--seeds",
+            *map(str, s.args.lever_seeds),
+            "--parallel",
+            "2" if s.args.smoke else str(s.args.lever_parallel),
+        ]
         levers += ["--previous", *map(str, s.args.lever_previous)] if s.args.lever_previous else []
         levers += ["--deadline", str(max(end - s.elapsed(), 1))] + (["--only", "+ scSE"] if s.args.smoke else [])
         levers += ["--", "--epochs", str(lever_epochs)] + smoke_options(s)
@@ -355,6 +370,13 @@ def main() -> None:
         "--lever-epochs", type=int, default=None, help="the table's main epochs (default: sized by the time left)"
     )
     parser.add_argument("--lever-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--lever-parallel",
+        type=int,
+        default=4,
+        help="the table's runs side by side: with the CUDA graph a few fill the GPU, and more only make each finish "
+        "later (a run still training at the deadline is lost with the machine)",
+    )
     parser.add_argument(
         "--lever-previous",
         type=Path,

@@ -72,26 +72,29 @@ def export_command(name: str, seed: int, args: argparse.Namespace, repeat: int =
 
 
 class Runner:
-    """Runs (train, then export) jobs, ``parallel`` at a time, and stops every process at the deadline."""
+    """Runs (train, then export) jobs, ``parallel`` at a time. At the deadline it stops every training and starts no
+    new one, but lets a run whose training has finished be exported: on a fresh machine next time, a trained run
+    that was not exported would have to be trained again."""
 
     def __init__(self, args: argparse.Namespace, extra: list[str], previous: dict | None = None) -> None:
         self.args, self.extra, self.previous, self.lock = args, extra, previous, threading.Lock()
-        self.processes: set[subprocess.Popen] = set()
+        self.training: set[subprocess.Popen] = set()  # the processes stop() ends (exports run to their end)
         self.started, self.stopped = time.perf_counter(), False
         self.env = dict(os.environ)
         if args.parallel > 1:  # each run its share of the cores, so side-by-side runs do not slow each other down
             self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.parallel)))
 
-    def _call(self, command: list[str], log: Path) -> int:
+    def _call(self, command: list[str], log: Path, training: bool = True) -> int:
         with self.lock:
-            if self.stopped:
+            if self.stopped and training:
                 return -1
             with open(log, "a") as out:
                 process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
-            self.processes.add(process)
+            if training:
+                self.training.add(process)
         code = process.wait()
         with self.lock:
-            self.processes.discard(process)
+            self.training.discard(process)
         return code
 
     def job(self, name: str, seed: int, repeat: int = 0) -> None:
@@ -109,7 +112,7 @@ class Runner:
             else self._call(train_command(name, seed, self.args, self.extra, repeat), run / "train.log")
         )
         if code == 0 and not card.is_file():
-            code = self._call(export_command(name, seed, self.args, repeat), run / "export.log")
+            code = self._call(export_command(name, seed, self.args, repeat), run / "export.log", training=False)
         status = (
             "done" if code == 0 else ("stopped at the deadline" if self.stopped else f"FAILED ({code}), see its logs")
         )
@@ -118,7 +121,7 @@ class Runner:
     def stop(self) -> None:
         with self.lock:
             self.stopped = True
-            for process in self.processes:
+            for process in self.training:
                 process.terminate()
 
 
@@ -154,7 +157,11 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="runs side by side (on one GPU several small ones)")
     parser.add_argument("--device-batches", action="store_true", help="pass --device-batches to the trainer")
     parser.add_argument(
-        "--deadline", type=float, default=None, help="stop every run after this many seconds (they resume next time)"
+        "--deadline",
+        type=float,
+        default=None,
+        help="stop training after this many seconds (the runs resume next time); runs already trained are still "
+        "exported, tens of seconds each on a GPU, so leave a minute after it",
     )
     parser.add_argument(
         "--previous",

@@ -213,10 +213,32 @@ def test_folds_cross_validate_the_tiles_a_split_does_not_hold_out(tiny_root, tmp
     assert "--folds 3 --fold 0" in first  # fold 0 is named, though it is the default
     # the three averaged: post-processing chosen on every tile's out-of-fold prediction, the held-out tiles scored once
     script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "ensemble_held_out.py")
+    record = tmp_path / "flagship.json"  # a flagship record on the same held-out tiles, as compare_held_out writes it
+    record.write_text(json.dumps(dict(held_out_ids=test, empty=[], medium_strong=[], candidates=[])))
+    label = ["--record", str(record), "--label", "three folds"]
     ensemble = subprocess.run(
-        [sys.executable, script, *models, "--data", str(tiny_root)], capture_output=True, text=True, check=True
+        [sys.executable, script, *models, "--data", str(tiny_root), *label], capture_output=True, text=True, check=True
     )
     assert "out of fold, 65 tiles" in ensemble.stdout and "the average of all 3 models, held-out" in ensemble.stdout
+    (average,) = json.loads(record.read_text())["fold_averages"]  # what notebook 08 draws
+    assert average["label"] == "three folds" and len(average["per_tile"]) == len(test)
+    assert average["held_out_tgs"] == pytest.approx(np.mean(average["per_tile"]), abs=1e-4)
+    assert f"held-out {average['held_out_tgs']:.4f} on {len(test)} tiles" in ensemble.stdout
+    assert [fold["val_ids"] for fold in average["folds"]] == [written["val"] for written in splits]
+    assert average["out_of_fold"]["tiles"] == 65 == sum(fold["val_tiles"] for fold in average["folds"])
+    for fold in average["folds"]:
+        assert (
+            f"its fold ({fold['val_tiles']} tiles) {fold['own_fold_tgs']:.4f}, held-out {fold['held_out_tgs']:.4f}"
+            in ensemble.stdout
+        )
+    data = ["--data", str(tiny_root)]
+    for bad, message in (  # --record with a name, into a record that exists, of folds
+        ([*models, *data, "--record", str(record)], "--record needs --label"),
+        ([*models, *data, "--record", str(tmp_path / "none.json"), "--label", "x"], "no such file"),
+        ([*models[:2], *models[:2], *data, *label], "these models share their validation tiles"),
+    ):
+        refused = subprocess.run([sys.executable, script, *bad], capture_output=True, text=True)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
     card = json.loads((tmp_path / "cards" / "fold1.json").read_text())
     card["data"]["val_ids"] = splits[1]["val"] + splits[0]["val"][:1]  # one tile of fold 0 in it: not folds
     (tmp_path / "cards" / "other.json").write_text(json.dumps(card))

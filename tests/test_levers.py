@@ -352,6 +352,23 @@ def test_the_flagship_candidates_are_scored_on_medium_strongs_own_held_out_tiles
     assert before["val_tgs_float16"] < record["candidates"][-1]["weights"]["val_tgs_float16"] - 0.03
 
 
+def test_the_recorded_folds_validate_every_tile_of_medium_strongs_split_once_and_hold_out_its_held_out_tiles():
+    from unet_helpers.levers import load_flagship_candidates
+    from unet_helpers.pretrained import load_card
+
+    record, card = load_flagship_candidates(), load_card("medium-strong")
+    (average,) = record["fold_averages"]
+    folds = [fold["val_ids"] for fold in average["folds"]]
+    pool = card["data"]["train_ids"] + card["data"]["val_ids"]
+    assert len(folds) == 5 and sorted(i for ids in folds for i in ids) == sorted(pool)  # each of the 2,700 once
+    assert {len(ids) for ids in folds} == {540} and not set(pool) & set(record["held_out_ids"])
+    assert "--folds 5 --fold 0" in average["command"] and "--split-like medium-strong" in average["command"]
+    scores = np.array(average["per_tile"])
+    assert len(scores) == 300 and scores.mean() == pytest.approx(average["held_out_tgs"], abs=1e-4)
+    alone = [fold["held_out_tgs"] for fold in average["folds"]]
+    assert average["out_of_fold"]["tiles"] == 2700 and max(alone) < average["held_out_tgs"] < 0.82  # goal: 0.82
+
+
 def test_a_flagship_candidate_is_added_to_its_record_or_replaces_one_of_the_same_label():
     from unet_helpers.levers import add_flagship_candidate
 
@@ -451,3 +468,49 @@ def test_the_split_gap_record_scores_medium_strongs_own_tiles_at_every_epoch():
     # the split was stratified by class: each class gave the two sets the same number of tiles, give or take one
     counts = [np.bincount(record[f"{name}_classes"], minlength=11) for name in ("validation", "held_out")]
     assert np.abs(counts[0] - counts[1]).max() <= 1
+
+
+def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_trained_run(tmp_path, monkeypatch):
+    """A part of the table on a lent GPU ends at its deadline; a run already trained is exported even so, since the
+    next part starts on a fresh machine where its checkpoint would be gone."""
+    import argparse
+    import importlib.util
+    import sys
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "levers.py"
+    spec = importlib.util.spec_from_file_location("levers_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(out=tmp_path, parallel=2, data=tmp_path, device_batches=False)
+    exporting = tmp_path / "exporting"
+
+    def fake_training(name, seed, args, extra, repeat=0):  # the baseline trains at once, the other row for a minute
+        return [sys.executable, "-c", f"import time; time.sleep({0 if name == 'baseline' else 60})"]
+
+    def fake_export(name, seed, args, repeat=0):  # marks that it started, then takes a second to write the card
+        card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
+        code = (
+            f"import json, pathlib, time; pathlib.Path({str(exporting)!r}).touch(); time.sleep(1); "
+            f"p = pathlib.Path({str(card)!r}); p.parent.mkdir(parents=True, exist_ok=True); "
+            "p.write_text(json.dumps({'held_out': {'tgs': 0.7}}))"
+        )
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(bench, "train_command", fake_training)
+    monkeypatch.setattr(bench, "export_command", fake_export)
+    runner = bench.Runner(args, [])
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(runner.job, name, 0) for name in ("baseline", "+ scSE")]
+        while not exporting.exists():  # the deadline comes while the baseline is being exported
+            assert time.perf_counter() - started < 30, "the baseline's export never started"
+            time.sleep(0.02)
+        threading.Thread(target=runner.stop).start()
+        [job.result() for job in jobs]
+    assert bench.held_out("baseline", 0, args) == 0.7  # exported after the deadline
+    assert bench.held_out("+ scSE", 0, args) is None  # its training was stopped, not waited for
+    assert time.perf_counter() - started < 30

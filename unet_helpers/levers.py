@@ -94,7 +94,9 @@ def load_flagship_candidates() -> dict:
     ``held_out_ids`` are medium-strong's 300 held-out tiles, ``empty`` says which hold no salt, ``medium_strong`` is
     its tgs_score on each; every entry of ``candidates`` has its training (``label``, ``command``, ``device``,
     ``epochs_run``, ``val_history``), its validation scores (``val_tgs``) and its score on each of the same tiles
-    (``per_tile``). Written by ``benchmarks/compare_held_out.py --record``.
+    (``per_tile``). Written by ``benchmarks/compare_held_out.py --record``. ``fold_averages`` (where there are any)
+    are cross-validations, every fold's model averaged (:func:`add_fold_average`, written by
+    ``benchmarks/ensemble_held_out.py --record``).
     """
     return json.loads((RECORDS_DIR / "flagship-candidates.json").read_text())
 
@@ -185,6 +187,49 @@ def add_flagship_candidate(
     )
     candidates = [c for c in record["candidates"] if c["label"] != label] + [entry]
     return {**record, "candidates": candidates}
+
+
+def add_fold_average(
+    record: dict,
+    label: str,
+    cards: list[dict],
+    folds: list[dict],
+    out_of_fold: dict,
+    ids: list[str],
+    scores: np.ndarray,
+) -> dict:
+    """The flagship record (see :func:`load_flagship_candidates`) with the average of a cross-validation's models
+    added under ``fold_averages``, or replaced if ``label`` is already there.
+
+    ``cards`` are the folds' cards (``pretrained.export``), in fold order; ``folds`` holds, per fold, its own fold's
+    size and tgs_score (``val_tiles``, ``own_fold_tgs``) and its held-out score alone (``held_out_tgs``), each with the
+    post-processing chosen on its own fold; ``out_of_fold`` the post-processing chosen on every tile's out-of-fold
+    prediction (``tiles``, ``tgs``, ``threshold``, ``min_area``); ``scores`` the average's tgs_score on each of the
+    held-out tiles ``ids``. Raises ``ValueError`` when the record was scored on other tiles.
+    """
+    if record["held_out_ids"] != list(ids):
+        raise ValueError("its candidates were scored on other held-out tiles; these folds hold out others")
+    entry = dict(
+        label=label,
+        command=cards[0]["training"]["command"],  # fold 0's; fold K's differs only in its --fold
+        device=f"{cards[0]['training']['device']} (torch {cards[0].get('torch', '?')})",
+        folds=[
+            dict(
+                fold=k,
+                **{key: fold[key] for key in ("val_tiles", "own_fold_tgs", "held_out_tgs")},
+                epochs_run=card["training"]["epochs_run"],
+                training_minutes=round(card["training"]["wall_time_s"] / 60, 1),
+                chosen_checkpoint=card["training"]["chosen_checkpoint"],
+                val_ids=card["data"]["val_ids"],  # its fold: the tiles it validated on and did not train on
+            )
+            for k, (card, fold) in enumerate(zip(cards, folds))
+        ],
+        out_of_fold=out_of_fold,
+        held_out_tgs=round(float(np.mean(scores)), 4),
+        per_tile=[round(float(s), 1) for s in scores],
+    )
+    averages = [a for a in record.get("fold_averages", []) if a["label"] != label] + [entry]
+    return {**record, "fold_averages": averages}
 
 
 def summarise(record: dict) -> list[dict]:
