@@ -90,9 +90,11 @@ def alone(
     val_probs = predict_tiles(model, card["recipe"], val, "cpu", tta=True)
     test_probs = predict_tiles(model, card["recipe"], test, "cpu", tta=True)
     chosen = choose_postprocessing(val_probs, val.masks)
-    held_out = tgs_score(to_masks(test_probs, chosen["threshold"], chosen["min_area"]), test.masks)
+    per_tile = tgs_score_per_image(to_masks(test_probs, chosen["threshold"], chosen["min_area"]), test.masks)
+    held_out = float(per_tile.mean())
     print(f"{card_path.name}: {what} {chosen['score']:.4f}, held-out {held_out:.4f} (alone, flip TTA)")
     scores = dict(val_tiles=len(val_probs), own_fold_tgs=round(chosen["score"], 4), held_out_tgs=round(held_out, 4))
+    scores["per_tile"] = [round(float(s), 1) for s in per_tile]  # its score on each held-out tile
     return val_probs, test_probs, scores
 
 

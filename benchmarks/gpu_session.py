@@ -54,17 +54,19 @@ then, on any machine, the five averaged (post-processing chosen on out-of-fold p
 once):
 ``python benchmarks/ensemble_held_out.py levers-fold0.json levers-fold0.pt ... --data data/tgs-salt``.
 
-The fifth session (one H200, 2026-11-26) ran that command: the five folds trained side by side in 330 s (about 5.6 s
-a main epoch each, five processes taking turns on the GPU, each with the graph), and the five exports took 170 s more.
-Alone, the five scored 0.757-0.777 on the held-out tiles, and 0.742-0.800 on their own folds, 0.770 on average against
-0.768 on the held-out tiles. Averaged (``ensemble_held_out.py --record``, notebook 08 section 6): **0.779**, +0.011
-over the five alone on average, and no better than run 3's one network (0.780). With the rest of that loan, the first
-part of the lever table at its real budget (below) trained 4 runs side by side in 225 s, about 180 s each; 3 were
-exported (``benchmarks/results/levers-h200-50+15-epochs-part1.json``), and the fourth was trained but stopped at the
-deadline in its export (``levers.py`` now exports a trained run after its deadline).
+The fifth session (one H200, 2026-11-26) ran that command. Its log (``benchmarks/results/gpu-session-h200-folds.log``)
+has the five folds done 330 s after its start, trained side by side, each with the graph (5.1 min of training each in
+their cards; 5.3-5.7 s a main epoch after the first in fold 0's log, ``gpu-session-h200-fold0-train.log``), and their exports done 170 s
+later, which is why exports now get their share of the cores. Alone, the five scored 0.757-0.777 on the held-out tiles,
+and 0.742-0.800 on their own folds, 0.770 on average against 0.768 on the held-out tiles. Averaged
+(``ensemble_held_out.py --record``, notebook 08 section 6): **0.779**, +0.011 over the five alone on average, and no
+better than run 3's one network (0.780). With the rest of that loan, the first part of the lever table at its real
+budget (below) trained 4 runs side by side until a deadline of 225 s (177-184 s of training each in their cards, not
+committed); 3 were exported (``benchmarks/results/levers-h200-50+15-epochs-part1.json``), and the fourth was trained
+but stopped at the deadline in its export (``levers.py`` now exports a trained run after its deadline).
 
 The lever table at its real budget (50 + 15 epochs, 3 seeds, the baseline twice per seed: 45 runs, about 45 s of GPU
-time each side by side, so about 35 minutes in all) is longer than one loan, so it is measured in parts, each loan
+time each side by side, so about 35 minutes in all, 32 for the 42 still to run) is longer than one loan, so it is measured in parts, each loan
 training the runs the earlier parts lack (``--lever-previous`` names every earlier part's record):
 
     python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks --candidates \
@@ -320,15 +322,18 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
 
 def export_flagship(s: Session, end: float) -> None:
     """Part 4: export every candidate that has a best.pt, side by side, on the GPU."""
-    processes = []
-    for name in s.args.candidates:
+    names = [name for name in s.args.candidates if (s.work / "flagship" / name / "best.pt").is_file()]
+    # Each export its share of the cores, as the training runs have: with torch's default (every core in each of them)
+    # their many small CPU-side operations wait on each other. The fifth session's five exports, started without it,
+    # took 170 s, where each one's own work is a few passes over 840 tiles (a likely cause, not yet measured apart).
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // max(len(names), 1))))
+    started, processes = time.perf_counter(), []
+    for name in names:
         run = s.work / "flagship" / name
-        if not (run / "best.pt").is_file():
-            continue
         command = [PY, "-m", "unet_helpers.pretrained", "export", "--run", str(run), "--data", str(s.args.data)]
         command += ["--out-dir", str(run / "card"), "--name", name, "--overwrite"]
         command += ["--device", "cpu" if s.args.smoke else "cuda"]
-        processes.append((name, subprocess.Popen(command, stdout=open(run / "export.log", "a"), stderr=subprocess.STDOUT, cwd=ROOT)))  # fmt: skip
+        processes.append((name, subprocess.Popen(command, stdout=open(run / "export.log", "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)))  # fmt: skip
     for name, process in processes:
         try:
             process.wait(timeout=max(end - s.elapsed(), 1))
@@ -336,7 +341,8 @@ def export_flagship(s: Session, end: float) -> None:
             process.terminate()
         card = s.work / "flagship" / name / "card" / f"{name}.json"
         held_out = json.loads(card.read_text())["held_out"]["tgs"] if card.is_file() else None
-        s.say(f"flagship {name}: exported, held-out tgs_score {held_out}")
+        done = time.perf_counter() - started  # all started together: this one had finished by then
+        s.say(f"flagship {name}: exported within {done:.0f} s of the exports' start, held-out tgs_score {held_out}")
 
 
 def main() -> None:

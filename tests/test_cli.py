@@ -227,6 +227,7 @@ def test_folds_cross_validate_the_tiles_a_split_does_not_hold_out(tiny_root, tmp
     assert [fold["val_ids"] for fold in average["folds"]] == [written["val"] for written in splits]
     assert average["out_of_fold"]["tiles"] == 65 == sum(fold["val_tiles"] for fold in average["folds"])
     for fold in average["folds"]:
+        assert np.mean(fold["per_tile"]) == pytest.approx(fold["held_out_tgs"], abs=1e-4)
         assert (
             f"its fold ({fold['val_tiles']} tiles) {fold['own_fold_tgs']:.4f}, held-out {fold['held_out_tgs']:.4f}"
             in ensemble.stdout

@@ -366,6 +366,7 @@ def test_the_recorded_folds_validate_every_tile_of_medium_strongs_split_once_and
     scores = np.array(average["per_tile"])
     assert len(scores) == 300 and scores.mean() == pytest.approx(average["held_out_tgs"], abs=1e-4)
     alone = [fold["held_out_tgs"] for fold in average["folds"]]
+    assert all(np.mean(fold["per_tile"]) == pytest.approx(fold["held_out_tgs"], abs=1e-4) for fold in average["folds"])
     assert average["out_of_fold"]["tiles"] == 2700 and max(alone) < average["held_out_tgs"] < 0.82  # goal: 0.82
 
 

@@ -203,7 +203,7 @@ def add_fold_average(
 
     ``cards`` are the folds' cards (``pretrained.export``), in fold order; ``folds`` holds, per fold, its own fold's
     size and tgs_score (``val_tiles``, ``own_fold_tgs``) and its held-out score alone (``held_out_tgs``), each with the
-    post-processing chosen on its own fold; ``out_of_fold`` the post-processing chosen on every tile's out-of-fold
+    post-processing chosen on its own fold, and its score on each held-out tile (``per_tile``); ``out_of_fold`` the post-processing chosen on every tile's out-of-fold
     prediction (``tiles``, ``tgs``, ``threshold``, ``min_area``); ``scores`` the average's tgs_score on each of the
     held-out tiles ``ids``. Raises ``ValueError`` when the record was scored on other tiles.
     """
@@ -216,7 +216,7 @@ def add_fold_average(
         folds=[
             dict(
                 fold=k,
-                **{key: fold[key] for key in ("val_tiles", "own_fold_tgs", "held_out_tgs")},
+                **{key: fold[key] for key in ("val_tiles", "own_fold_tgs", "held_out_tgs", "per_tile")},
                 epochs_run=card["training"]["epochs_run"],
                 training_minutes=round(card["training"]["wall_time_s"] / 60, 1),
                 chosen_checkpoint=card["training"]["chosen_checkpoint"],
