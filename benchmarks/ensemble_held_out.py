@@ -7,12 +7,12 @@ with flip TTA. Every subset of two or more models is averaged on the validation 
 area chosen there; the best subset on validation is then scored once on the held-out tiles, beside each model alone.
 
 Folds of a cross-validation (``train --split-like medium-strong --folds 5 --fold K``, one model per K) share their
-held-out tiles and validate on disjoint folds. Then every fold's model predicts its own fold, the threshold and
-minimum area are chosen on those out-of-fold predictions of all the tiles together, and the average of all the
-models is scored once on the held-out tiles; ``--record unet_helpers/records/flagship-candidates.json --label "..."``
-adds the average, every held-out tile's score and each fold's, to that record, which notebook 08 draws. (The settings are chosen on one model's predictions per tile and applied
-to an average of five, whose probabilities are less extreme: the usual compromise, since an average of models none of
-which trained on a tile exists only for the held-out tiles.)
+held-out tiles and validate on disjoint folds. Then every fold's model predicts its own fold, the threshold and minimum
+area are chosen on those out-of-fold predictions of all the tiles together, and the average of all the models is scored
+once on the held-out tiles; ``--record unet_helpers/records/flagship-candidates.json --label "..."`` adds the average,
+every held-out tile's score and each fold's, to that record, which notebook 08 draws. (The settings are chosen on one
+model's predictions per tile and applied to an average of five, whose probabilities are less extreme: the usual
+compromise, since an average of models none of which trained on a tile exists only for the held-out tiles.)
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ ten matches), 0.003-0.009 the post-processing and about 0.02 left, most likely t
 measured apart). So their validation scores (0.84-0.85) overstate them, and the held-out 0.78 is the number to beat.
 What the winners did beyond one network was folds, so the next loan goes to them before the wider network: a 5-fold
 cross-validation over medium-strong's 2,700 training and validation tiles (its held-out tiles stay out), each fold
-40 + 10 epochs in one cosine cycle. Side by side the five take turns on the GPU (each keeps it busy with the graph),
-about 6 minutes in all; a second call resumes what the first could not finish:
+one 40-epoch cosine cycle, then 10 epochs of the Lovasz fine-tune. Side by side the five take turns on the GPU (each
+keeps it busy with the graph), about 6 minutes in all; a second call resumes what the first could not finish:
 
     python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks \
         --bench-record benchmarks/results/bench-epoch-h100.json --no-levers --flagship-epochs 50 --budget 500 \
@@ -56,18 +56,19 @@ once):
 
 The fifth session (one H200, 2026-11-26) ran that command. Its log (``benchmarks/results/gpu-session-h200-folds.log``)
 has the five folds done 330 s after its start, trained side by side, each with the graph (5.1 min of training each in
-their cards; 5.3-5.7 s a main epoch after the first in fold 0's log, ``gpu-session-h200-fold0-train.log``), and their exports done 170 s
-later, which is why exports now get their share of the cores. Alone, the five scored 0.757-0.777 on the held-out tiles,
-and 0.742-0.800 on their own folds, 0.770 on average against 0.768 on the held-out tiles. Averaged
+their cards; 5.3-5.7 s a main epoch after the first in fold 0's log, ``gpu-session-h200-fold0-train.log``), and their
+exports done 170 s later, which is why exports now get their share of the cores. Alone, the five scored 0.757-0.777 on
+the held-out tiles, and 0.742-0.800 on their own folds, 0.770 on average against 0.768 on the held-out tiles. Averaged
 (``ensemble_held_out.py --record``, notebook 08 section 6): **0.779**, +0.011 over the five alone on average, and no
 better than run 3's one network (0.780). With the rest of that loan, the first part of the lever table at its real
 budget (below) trained 4 runs side by side until a deadline of 225 s (177-184 s of training each in their cards, not
-committed); 3 were exported (``benchmarks/results/levers-h200-50+15-epochs-part1.json``), and the fourth was trained
-but stopped at the deadline in its export (``levers.py`` now exports a trained run after its deadline).
+committed); 3 were exported (``benchmarks/results/levers-h200-50+15-epochs-part1.json``), and the fourth was trained but
+stopped at the deadline in its export (``levers.py`` now exports a trained run after its deadline).
 
 The lever table at its real budget (50 + 15 epochs, 3 seeds, the baseline twice per seed: 45 runs, about 45 s of GPU
-time each side by side, so about 35 minutes in all, 32 for the 42 still to run) is longer than one loan, so it is measured in parts, each loan
-training the runs the earlier parts lack (``--lever-previous`` names every earlier part's record):
+time each side by side, so about 34 minutes in all, 32 for the 42 still to run) is longer than one loan, so it is
+measured in parts, each loan training the runs the earlier parts lack (``--lever-previous`` names every earlier part's
+record):
 
     python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks --candidates \
         --lever-epochs 50 --lever-seeds 0 1 2 --lever-previous benchmarks/results/levers-h200-50+15-epochs-part1.json
