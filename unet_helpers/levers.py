@@ -202,10 +202,11 @@ def add_fold_average(
     added under ``fold_averages``, or replaced if ``label`` is already there.
 
     ``cards`` are the folds' cards (``pretrained.export``), in fold order; ``folds`` holds, per fold, its own fold's
-    size and tgs_score (``val_tiles``, ``own_fold_tgs``) and its held-out score alone (``held_out_tgs``), each with the
-    post-processing chosen on its own fold, and its score on each held-out tile (``per_tile``); ``out_of_fold`` the post-processing chosen on every tile's out-of-fold
-    prediction (``tiles``, ``tgs``, ``threshold``, ``min_area``); ``scores`` the average's tgs_score on each of the
-    held-out tiles ``ids``. Raises ``ValueError`` when the record was scored on other tiles.
+    size and tgs_score (``val_tiles``, ``own_fold_tgs``), its held-out score alone (``held_out_tgs``), each with the
+    post-processing chosen on its own fold, and its score on each held-out tile (``per_tile``); ``out_of_fold`` the
+    post-processing chosen on every tile's out-of-fold prediction (``tiles``, ``tgs``, ``threshold``, ``min_area``);
+    ``scores`` the average's tgs_score on each of the held-out tiles ``ids``. Raises ``ValueError`` when the record
+    was scored on other tiles.
     """
     if record["held_out_ids"] != list(ids):
         raise ValueError("its candidates were scored on other held-out tiles; these folds hold out others")

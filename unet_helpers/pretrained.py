@@ -297,7 +297,7 @@ def export(
             )
             + f"{len(split['train'])} training, {len(split['val'])} validation, {len(split['test'])} held-out tiles"
             + (
-                f"; fold {config['fold']} of {config['folds']} (seed {config.get('split_seed') or 0}) of its training and "
+                f"; fold {config['fold']} of {config['folds']} (seed {config.get('fold_seed', 0)}) of its training and "
                 "validation tiles validates"
                 if config.get("folds")
                 else ""
