@@ -40,7 +40,9 @@ arithmetic, 2.4 times the candidate's; not measured):
 The fourth session had no GPU. It took the candidates' 0.065-0.066 gap between validation and held-out apart
 (``benchmarks/split_gap.py``, notebook 08 section 6): about 0.038 is the tiles (a split that about one random split in
 ten matches), 0.003-0.009 the post-processing and about 0.02 left, most likely the epoch chosen on validation (not
-measured apart). So their validation scores (0.84-0.85) overstate them, and the held-out 0.78 is the number to beat.
+measured apart). (A second seed, in the sixth session, read the tiles' part as 0.056; averaged over the two seeds it
+is 0.047, which about one random split in twenty matches, and 0.009-0.017 is left.) So their validation scores
+(0.84-0.85) overstate them, and the held-out 0.78 is the number to beat.
 What the winners did beyond one network was folds, so the next loan goes to them before the wider network: a 5-fold
 cross-validation over medium-strong's 2,700 training and validation tiles (its held-out tiles stay out), each fold
 one 40-epoch cosine cycle, then 10 epochs of the Lovasz fine-tune. Side by side the five take turns on the GPU (each
@@ -72,6 +74,15 @@ record):
 
     python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks --candidates \
         --lever-epochs 50 --lever-seeds 0 1 2 --lever-previous benchmarks/results/levers-h200-50+15-epochs-part1.json
+
+The sixth session had no GPU. In part 1 each run's export had held its training slot: the residual-blocks run, trained
+by 184 s, was still exporting at the deadline of 225 s, so the exports (tens of seconds each) left the GPU one run short
+for part of every slot. ``levers.py`` now trains the next run while the last one is exported (``Runner.run``), so a
+part keeps ``--lever-parallel`` runs training until its deadline. And it starts no run that would not finish by the
+deadline (judged by the longest run the call has trained): at about 185 s a round of four, a call of ``--budget 550``
+(the lever deadline 60 s before it) trains two rounds, 8 runs, and ends after their exports, about 420 s in, where a
+third round would have been cut off at the deadline and lost with the machine. Both are tested with stand-in
+processes (``tests/test_levers.py``). The rest of a loan suits a second call of one round (``--budget`` about 300).
 """
 
 from __future__ import annotations

@@ -71,15 +71,25 @@ def export_command(name: str, seed: int, args: argparse.Namespace, repeat: int =
     return command + ["--device", "cuda" if torch.cuda.is_available() else "cpu"]
 
 
+NOT_STARTED = -1000  # Runner.report's code for a training left for the next part, as it would not finish in this one
+
+
 class Runner:
-    """Runs (train, then export) jobs, ``parallel`` at a time. At the deadline it stops every training and starts no
-    new one, but lets a run whose training has finished be exported: on a fresh machine next time, a trained run
-    that was not exported would have to be trained again."""
+    """Trains runs ``parallel`` at a time and exports each one as soon as it is trained, beside the trainings that
+    follow: an export (tens of seconds, mostly the CPU's) never holds a training slot, so a GPU keeps ``parallel``
+    runs training. Near the deadline it starts no training that would not finish by it (judged by the longest this
+    call has trained): a run cut off at the deadline is lost with the machine, so that GPU time is better not spent.
+    At the deadline it stops every training, but lets a run whose training has finished be exported: on a fresh
+    machine next time, a trained run that was not exported would have to be trained again."""
 
     def __init__(self, args: argparse.Namespace, extra: list[str], previous: dict | None = None) -> None:
         self.args, self.extra, self.previous, self.lock = args, extra, previous, threading.Lock()
         self.training: set[subprocess.Popen] = set()  # the processes stop() ends (exports run to their end)
         self.started, self.stopped = time.perf_counter(), False
+        self.exports: ThreadPoolExecutor | None = None  # run() opens it; job() hands it each trained run
+        self.exported: list = []  # the exports' futures, so that an error in one is raised, not lost
+        self.durations: list[float] = []  # seconds each finished training of this call took
+        self.deadline: float | None = getattr(args, "deadline", None)
         self.env = dict(os.environ)
         if args.parallel > 1:  # each run its share of the cores, so side-by-side runs do not slow each other down
             self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.parallel)))
@@ -97,7 +107,15 @@ class Runner:
             self.training.discard(process)
         return code
 
+    def run(self, jobs: list[tuple[str, int, int]]) -> None:
+        """Every (row, seed, repeat) job trained and exported; returns when the last export has finished."""
+        with ThreadPoolExecutor(max_workers=self.args.parallel) as self.exports:
+            with ThreadPoolExecutor(max_workers=self.args.parallel) as training:
+                list(training.map(lambda job: self.job(*job), jobs))
+        [future.result() for future in self.exported]
+
     def job(self, name: str, seed: int, repeat: int = 0) -> None:
+        """Train one run and hand it to the export pool; a run trained and exported in an earlier call is reported."""
         if self.previous is not None and known_score(self.previous, name, seed, repeat) is not None:
             print(
                 f"{name}, seed {seed}{f', run {repeat + 1}' if repeat else ''}: measured in an earlier part", flush=True
@@ -105,17 +123,38 @@ class Runner:
             return
         run = run_dir(name, seed, self.args, repeat)
         run.mkdir(parents=True, exist_ok=True)
-        card = run / "card" / "medium-strong.json"
-        code = (
-            0
-            if card.is_file()
-            else self._call(train_command(name, seed, self.args, self.extra, repeat), run / "train.log")
-        )
-        if code == 0 and not card.is_file():
-            code = self._call(export_command(name, seed, self.args, repeat), run / "export.log", training=False)
-        status = (
-            "done" if code == 0 else ("stopped at the deadline" if self.stopped else f"FAILED ({code}), see its logs")
-        )
+        if (run / "card" / "medium-strong.json").is_file():
+            return self.report(name, seed, 0)
+        if not self.would_finish():
+            return self.report(name, seed, NOT_STARTED)
+        began = time.perf_counter()
+        code = self._call(train_command(name, seed, self.args, self.extra, repeat), run / "train.log")
+        if code != 0:
+            return self.report(name, seed, code)
+        with self.lock:
+            self.durations.append(time.perf_counter() - began)
+        self.exported.append(self.exports.submit(self.export, name, seed, repeat))
+
+    def would_finish(self) -> bool:
+        """Whether a training started now would end by the deadline, if it takes as long as the longest this call has
+        trained (until one has finished, every training starts)."""
+        with self.lock:
+            if self.deadline is None or not self.durations:
+                return True
+            return time.perf_counter() - self.started + max(self.durations) <= self.deadline
+
+    def export(self, name: str, seed: int, repeat: int = 0) -> None:
+        run = run_dir(name, seed, self.args, repeat)
+        code = self._call(export_command(name, seed, self.args, repeat), run / "export.log", training=False)
+        self.report(name, seed, code)
+
+    def report(self, name: str, seed: int, code: int) -> None:
+        if code == NOT_STARTED:
+            status = f"not started: it would not finish by the deadline (a run takes about {max(self.durations):.0f} s)"
+        elif code == 0:
+            status = "done"
+        else:
+            status = "stopped at the deadline" if self.stopped else f"FAILED ({code}), see its logs"
         print(f"{time.perf_counter() - self.started:7.0f} s  {name}, seed {seed}: {status}", flush=True)
 
     def stop(self) -> None:
@@ -160,8 +199,9 @@ def main() -> None:
         "--deadline",
         type=float,
         default=None,
-        help="stop training after this many seconds (the runs resume next time); runs already trained are still "
-        "exported, tens of seconds each on a GPU, so leave a minute after it",
+        help="stop training after this many seconds, and start none that would not finish by then (the next part "
+        "trains them); runs already trained are still exported, tens of seconds each on a GPU, so leave a minute "
+        "after it",
     )
     parser.add_argument(
         "--previous",
@@ -190,8 +230,7 @@ def main() -> None:
         timer = threading.Timer(args.deadline, runner.stop)
         timer.daemon = True
         timer.start()
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        list(pool.map(lambda job: runner.job(*job), jobs))
+    runner.run(jobs)
     scores = {name: {str(seed): held_out(name, seed, args) for seed in args.seeds} for name in rows}
     record = dict(
         what=f"benchmarks/levers.py: every row is medium-strong with one change; held-out tgs_score per seed "

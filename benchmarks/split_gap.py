@@ -1,14 +1,17 @@
 """Validation against held-out tiles with nothing chosen: medium-strong's recipe scored on both after every epoch.
 
-    python benchmarks/split_gap.py --data data/tgs-salt --epochs 30 --out runs/split-gap \\
-        --record unet_helpers/records/split-gap.json
+    python benchmarks/split_gap.py --data data/tgs-salt --epochs 30 --seed 0 --out runs/split-gap \\
+        --record unet_helpers/records/split-gap-seed0.json
+    python benchmarks/split_gap.py --data data/tgs-salt --epochs 30 --seed 1 --out runs/split-gap-seed1 \\
+        --record unet_helpers/records/split-gap-seed1.json
 
 Every shipped model scores 0.06-0.09 higher on its validation tiles than on its held-out tiles. Part of that is
 choice: the checkpoint, threshold, minimum area and TTA were all chosen on the validation tiles, so they fit them. This
 script takes choice away. It trains medium-strong's recipe (main stage only, shortened to ``--epochs``) on
 medium-strong's 2,400 training tiles and, after every epoch, scores that epoch's network on medium-strong's 300
 validation tiles and its 300 held-out tiles alike: threshold 0.5, no minimum area, no TTA. What gap is left at an epoch
-that no one chose is the tiles themselves, as this network and this seed see them. The record (one line per epoch, and
+that no one chose is the tiles themselves, as this network and this seed see them; a second ``--seed`` (other initial
+weights, batches and flips, the same tiles) shows how much of it is the seed. The record (one line per epoch, and
 every tile's score at the last epoch) is written after every epoch; ``--resume`` continues an interrupted run, and
 first scores the epoch of its last checkpoint if the record lacks it. About 65 s an epoch on 2 CPU cores.
 """
@@ -41,6 +44,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--overwrite", action="store_true", help="start again, though --out holds a run")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (initial weights, batches, flips)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -61,6 +65,7 @@ def main() -> None:
         + " ".join(a for a in sys.argv[1:] if a not in ("--resume", "--overwrite")),
         "recipe": recipe.name,
         "epochs": args.epochs,
+        "seed": args.seed,
         "device": f"CPU, {args.threads} threads",
         # each tile's salt-coverage class (0: no salt, k: up to k tenths salt), the classes the split was stratified by
         **{f"{name}_classes": coverage_class(tiles.coverage).tolist() for name, tiles in sets.items()},
@@ -96,7 +101,7 @@ def main() -> None:
             score_epoch("main", epoch, {})
     run_recipe(
         recipe, train_ds, val_ds, args.out, torch.device("cpu"), resume=args.resume, overwrite=args.overwrite,
-        progress=False, on_epoch_end=score_epoch,
+        progress=False, on_epoch_end=score_epoch, seed=args.seed,
     )  # fmt: skip
     record["per_epoch"].sort(key=lambda row: row["epoch"])
     write_record()  # also when --resume found the run finished

@@ -451,11 +451,21 @@ def test_resplit_gaps_keep_each_class_count_per_side_and_tell_a_real_difference_
                           resplit_gaps(*alike, classes, classes, draws=20, seed=4))  # fmt: skip
 
 
-def test_the_split_gap_record_scores_medium_strongs_own_tiles_at_every_epoch():
-    from unet_helpers.levers import load_flagship_candidates, load_split_gap
+def test_a_split_gap_seed_never_measured_is_refused_with_the_seeds_that_were():
+    from unet_helpers.levers import load_split_gap
+
+    with pytest.raises(FileNotFoundError, match=r"seed 7.*\[0, 1\]"):
+        load_split_gap(7)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_split_gap_record_scores_medium_strongs_own_tiles_at_every_epoch(seed):
+    from unet_helpers.levers import load_flagship_candidates, load_split_gap, split_gap_seeds
     from unet_helpers.pretrained import load_card
 
-    record, card = load_split_gap(), load_card("medium-strong")
+    assert split_gap_seeds() == [0, 1]  # notebook 08 reads both
+    record, card = load_split_gap(seed), load_card("medium-strong")
+    assert record["seed"] == seed and f"--seed {seed}" in record["command"]
     assert [row["epoch"] for row in record["per_epoch"]] == list(range(1, record["epochs"] + 1))
     last = record["per_epoch"][-1]
     for name, ids in (("validation", card["data"]["val_ids"]), ("held_out", card["data"]["held_out_ids"])):
@@ -471,47 +481,124 @@ def test_the_split_gap_record_scores_medium_strongs_own_tiles_at_every_epoch():
     assert np.abs(counts[0] - counts[1]).max() <= 1
 
 
-def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_trained_run(tmp_path, monkeypatch):
-    """A part of the table on a lent GPU ends at its deadline; a run already trained is exported even so, since the
-    next part starts on a fresh machine where its checkpoint would be gone."""
-    import argparse
+def load_levers_benchmark():
     import importlib.util
-    import sys
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "levers.py"
     spec = importlib.util.spec_from_file_location("levers_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    args = argparse.Namespace(out=tmp_path, parallel=2, data=tmp_path, device_batches=False)
+    return bench
+
+
+def python_command(code: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", code]
+
+
+def write_card_code(card, score: float | str) -> str:
+    """Python that writes a run's card holding its held-out score (a number, or Python that computes it), as
+    ``pretrained export`` does."""
+    return (
+        f"import json, pathlib; p = pathlib.Path({str(card)!r}); p.parent.mkdir(parents=True, exist_ok=True); "
+        f"p.write_text(json.dumps({{'held_out': {{'tgs': {score}}}}}))"
+    )
+
+
+def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_trained_run(tmp_path, monkeypatch):
+    """A part of the table on a lent GPU ends at its deadline; a run already trained is exported even so, since the
+    next part starts on a fresh machine where its checkpoint would be gone."""
+    import argparse
+    import threading
+    import time
+
+    bench = load_levers_benchmark()
+    args = argparse.Namespace(out=tmp_path, parallel=2, data=tmp_path, device_batches=False, deadline=None)
     exporting = tmp_path / "exporting"
 
     def fake_training(name, seed, args, extra, repeat=0):  # the baseline trains at once, the other row for a minute
-        return [sys.executable, "-c", f"import time; time.sleep({0 if name == 'baseline' else 60})"]
+        return python_command(f"import time; time.sleep({0 if name == 'baseline' else 60})")
 
     def fake_export(name, seed, args, repeat=0):  # marks that it started, then takes a second to write the card
         card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
-        code = (
-            f"import json, pathlib, time; pathlib.Path({str(exporting)!r}).touch(); time.sleep(1); "
-            f"p = pathlib.Path({str(card)!r}); p.parent.mkdir(parents=True, exist_ok=True); "
-            "p.write_text(json.dumps({'held_out': {'tgs': 0.7}}))"
+        return python_command(
+            f"import pathlib, time; pathlib.Path({str(exporting)!r}).touch(); time.sleep(1); "
+            + write_card_code(card, 0.7)
         )
-        return [sys.executable, "-c", code]
 
     monkeypatch.setattr(bench, "train_command", fake_training)
     monkeypatch.setattr(bench, "export_command", fake_export)
     runner = bench.Runner(args, [])
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = [pool.submit(runner.job, name, 0) for name in ("baseline", "+ scSE")]
-        while not exporting.exists():  # the deadline comes while the baseline is being exported
-            assert time.perf_counter() - started < 30, "the baseline's export never started"
-            time.sleep(0.02)
-        threading.Thread(target=runner.stop).start()
-        [job.result() for job in jobs]
+    table = threading.Thread(target=runner.run, args=([("baseline", 0, 0), ("+ scSE", 0, 0)],))
+    table.start()
+    while not exporting.exists():  # the deadline comes while the baseline is being exported
+        assert time.perf_counter() - started < 30, "the baseline's export never started"
+        time.sleep(0.02)
+    runner.stop()
+    table.join(timeout=30)
+    assert not table.is_alive()
     assert bench.held_out("baseline", 0, args) == 0.7  # exported after the deadline
     assert bench.held_out("+ scSE", 0, args) is None  # its training was stopped, not waited for
     assert time.perf_counter() - started < 30
+
+
+def test_the_lever_benchmark_trains_the_next_run_while_the_last_one_is_exported(tmp_path, monkeypatch):
+    """An export must not hold a training slot: with one slot, the second run trains while the first is exported
+    (on a GPU the slots are what keeps it busy). The first export waits for the second training to start."""
+    import argparse
+
+    bench = load_levers_benchmark()
+    args = argparse.Namespace(out=tmp_path, parallel=1, data=tmp_path, device_batches=False, deadline=None)
+    second_started = tmp_path / "second-training-started"
+
+    def fake_training(name, seed, args, extra, repeat=0):  # the second run marks that its training started
+        return python_command(
+            "" if name == "baseline" else f"import pathlib; pathlib.Path({str(second_started)!r}).touch()"
+        )
+
+    def fake_export(name, seed, args, repeat=0):  # the baseline's score says whether the next training ran meanwhile
+        card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
+        if name != "baseline":
+            return python_command(write_card_code(card, 0.71))
+        wait = (
+            f"import pathlib, time\nseen = pathlib.Path({str(second_started)!r})\n"
+            "for _ in range(500):  # 10 s at most\n    if seen.exists(): break\n    time.sleep(0.02)\n"
+        )
+        return python_command(wait + write_card_code(card, "0.7 if seen.exists() else 0.0"))
+
+    monkeypatch.setattr(bench, "train_command", fake_training)
+    monkeypatch.setattr(bench, "export_command", fake_export)
+    bench.Runner(args, []).run([("baseline", 0, 0), ("+ scSE", 0, 0)])
+    assert bench.held_out("+ scSE", 0, args) == 0.71
+    assert bench.held_out("baseline", 0, args) == 0.7  # the second run trained while the first was exported
+
+
+def test_the_lever_benchmark_starts_no_training_that_would_not_finish_by_its_deadline(tmp_path, monkeypatch, capsys):
+    """On a lent GPU a run cut off at the deadline is lost with the machine: once one run has shown how long a run
+    takes, a run that would end after the deadline is left for the next part, and the call ends early instead."""
+    import argparse
+
+    bench = load_levers_benchmark()
+    args = argparse.Namespace(out=tmp_path, parallel=1, data=tmp_path, device_batches=False, deadline=3.0)
+    started = tmp_path / "started"
+
+    def fake_training(name, seed, args, extra, repeat=0):  # every training takes 2 s and leaves a mark
+        return python_command(
+            f"import pathlib, time; (pathlib.Path({str(started)!r}) / {name!r}).touch(); time.sleep(2)"
+        )
+
+    def fake_export(name, seed, args, repeat=0):
+        return python_command(
+            write_card_code(bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json", 0.7)
+        )
+
+    started.mkdir()
+    monkeypatch.setattr(bench, "train_command", fake_training)
+    monkeypatch.setattr(bench, "export_command", fake_export)
+    bench.Runner(args, []).run([("baseline", 0, 0), ("+ scSE", 0, 0)])
+    assert sorted(p.name for p in started.iterdir()) == ["baseline"]  # 2 s + 2 s would end after 3 s
+    assert bench.held_out("baseline", 0, args) == 0.7 and bench.held_out("+ scSE", 0, args) is None
+    assert "+ scSE, seed 0: not started: it would not finish by the deadline" in capsys.readouterr().out

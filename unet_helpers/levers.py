@@ -101,15 +101,26 @@ def load_flagship_candidates() -> dict:
     return json.loads((RECORDS_DIR / "flagship-candidates.json").read_text())
 
 
-def load_split_gap() -> dict:
+def load_split_gap(seed: int = 0) -> dict:
     """medium-strong's recipe scored after every epoch on its validation and held-out tiles, nothing chosen on either.
+
+    ``seed`` is the training seed (initial weights, batches, flips); the split is medium-strong's for every seed.
+    ``split_gap_seeds()`` lists the seeds measured.
 
     ``per_epoch`` holds each epoch's mean tgs_score on both sets (threshold 0.5, no minimum area, no TTA);
     ``validation_per_tile_last_epoch`` and ``held_out_per_tile_last_epoch`` every tile's score at the last epoch;
     ``validation_classes`` and ``held_out_classes`` every tile's salt-coverage class (``data.coverage_class``).
     Written by ``benchmarks/split_gap.py``.
     """
-    return json.loads((RECORDS_DIR / "split-gap.json").read_text())
+    path = RECORDS_DIR / f"split-gap-seed{seed}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no split-gap record for seed {seed}; the seeds measured are {split_gap_seeds()}")
+    return json.loads(path.read_text())
+
+
+def split_gap_seeds() -> list[int]:
+    """The training seeds ``benchmarks/split_gap.py`` has a record for, in order."""
+    return sorted(int(path.stem.removeprefix("split-gap-seed")) for path in RECORDS_DIR.glob("split-gap-seed*.json"))
 
 
 def resplit_gaps(
