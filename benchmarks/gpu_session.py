@@ -77,12 +77,14 @@ record):
 
 The sixth session had no GPU. In part 1 each run's export had held its training slot: the residual-blocks run, trained
 by 184 s, was still exporting at the deadline of 225 s, so the exports (tens of seconds each) left the GPU one run short
-for part of every slot. ``levers.py`` now trains the next run while the last one is exported (``Runner.run``), so a
-part keeps ``--lever-parallel`` runs training until its deadline. And it starts no run that would not finish by the
-deadline (judged by the longest run the call has trained): at about 185 s a round of four, a call of ``--budget 550``
-(the lever deadline 60 s before it) trains two rounds, 8 runs, and ends after their exports, about 420 s in, where a
-third round would have been cut off at the deadline and lost with the machine. Both are tested with stand-in
-processes (``tests/test_levers.py``). The rest of a loan suits a second call of one round (``--budget`` about 300).
+for part of every slot. ``levers.py`` now trains the next run while the last one is exported (``Runner.run``), so each
+round keeps ``--lever-parallel`` runs training. It starts no run that would not finish by its deadline (judged by 1.1
+times the longest run the call has trained), and its deadline comes 30 s before the other runs' end, so that the runs
+trained by then have 90 s to be exported before this script stops waiting. At about 185 s a round of four, a call of
+``--budget 550`` (the lever deadline at about 460 s) trains two rounds, 8 runs, and ends after their exports, about
+420 s in: a third round would have been cut off at the deadline, lost with the machine after a loan's last call, and
+the call now ends about 70 s sooner instead, time the loan keeps. The rest of a loan suits a second call of one round
+(``--budget`` about 300). All of it is tested with stand-in processes (``tests/test_levers.py``).
 """
 
 from __future__ import annotations
@@ -303,7 +305,8 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
             "2" if s.args.smoke else str(s.args.lever_parallel),
         ]
         levers += ["--previous", *map(str, s.args.lever_previous)] if s.args.lever_previous else []
-        levers += ["--deadline", str(max(end - s.elapsed(), 1))] + (["--only", "+ scSE"] if s.args.smoke else [])
+        # its trainings stop 30 s before the others, so that the runs trained by then have 90 s to be exported
+        levers += ["--deadline", str(max(end - 30 - s.elapsed(), 1))] + (["--only", "+ scSE"] if s.args.smoke else [])
         levers += ["--", "--epochs", str(lever_epochs)] + smoke_options(s)
         lever_process = subprocess.Popen(levers, stdout=open(s.work / "levers.log", "a"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)  # fmt: skip
     processes = [p for _, p in running] + ([lever_process] if lever_process else [])
@@ -326,7 +329,7 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
     if lever_process is None:
         return
     try:
-        lever_process.wait(timeout=60)  # it stops its runs at its own deadline, then writes the table
+        lever_process.wait(timeout=60)  # it stopped training 30 s ago; it exports what was trained, writes the table
     except subprocess.TimeoutExpired:
         lever_process.terminate()
     s.say(f"levers: exit {lever_process.returncode}")

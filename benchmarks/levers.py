@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,33 +72,40 @@ def export_command(name: str, seed: int, args: argparse.Namespace, repeat: int =
     return command + ["--device", "cuda" if torch.cuda.is_available() else "cpu"]
 
 
-NOT_STARTED = -1000  # Runner.report's code for a training left for the next part, as it would not finish in this one
+MARGIN = 1.1  # a training is started near the deadline only if 1.1 times the longest one so far still fits
+
+
+def label(name: str, seed: int, repeat: int = 0) -> str:
+    return f"{name}, seed {seed}{f', run {repeat + 1}' if repeat else ''}"
 
 
 class Runner:
     """Trains runs ``parallel`` at a time and exports each one as soon as it is trained, beside the trainings that
     follow: an export (tens of seconds, mostly the CPU's) never holds a training slot, so a GPU keeps ``parallel``
     runs training. Near the deadline it starts no training that would not finish by it (judged by the longest this
-    call has trained): a run cut off at the deadline is lost with the machine, so that GPU time is better not spent.
-    At the deadline it stops every training, but lets a run whose training has finished be exported: on a fresh
-    machine next time, a trained run that was not exported would have to be trained again."""
+    call has trained, with a margin): on a lent GPU a run cut off at the deadline of a loan's last call is lost with
+    the machine, and the call ends sooner instead. At the deadline it stops every training, but lets a run whose
+    training has finished be exported: on a fresh machine next time, a trained run that was not exported would have
+    to be trained again. A job that fails is reported and the others go on, so the part's table is still written."""
 
     def __init__(self, args: argparse.Namespace, extra: list[str], previous: dict | None = None) -> None:
         self.args, self.extra, self.previous, self.lock = args, extra, previous, threading.Lock()
         self.training: set[subprocess.Popen] = set()  # the processes stop() ends (exports run to their end)
         self.started, self.stopped = time.perf_counter(), False
         self.exports: ThreadPoolExecutor | None = None  # run() opens it; job() hands it each trained run
-        self.exported: list = []  # the exports' futures, so that an error in one is raised, not lost
-        self.durations: list[float] = []  # seconds each finished training of this call took
+        self.durations: list[float] = []  # seconds each training of this call took, start to finish
+        self.left: list[str] = []  # the runs not started, as they would not have finished by the deadline
+        self.failures = 0
         self.deadline: float | None = getattr(args, "deadline", None)
         self.env = dict(os.environ)
         if args.parallel > 1:  # each run its share of the cores, so side-by-side runs do not slow each other down
             self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.parallel)))
 
-    def _call(self, command: list[str], log: Path, training: bool = True) -> int:
+    def _call(self, command: list[str], log: Path, training: bool = True) -> int | None:
+        """The command's exit code; None for a training not started because the deadline has passed."""
         with self.lock:
             if self.stopped and training:
-                return -1
+                return None
             with open(log, "a") as out:
                 process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
             if training:
@@ -107,55 +115,72 @@ class Runner:
             self.training.discard(process)
         return code
 
-    def run(self, jobs: list[tuple[str, int, int]]) -> None:
-        """Every (row, seed, repeat) job trained and exported; returns when the last export has finished."""
+    def run(self, jobs: list[tuple[str, int, int]]) -> int:
+        """Every (row, seed, repeat) job trained and exported; returns, once the last export has finished, how many
+        jobs failed (their errors are printed)."""
         with ThreadPoolExecutor(max_workers=self.args.parallel) as self.exports:
             with ThreadPoolExecutor(max_workers=self.args.parallel) as training:
-                list(training.map(lambda job: self.job(*job), jobs))
-        [future.result() for future in self.exported]
+                list(training.map(lambda job: self.guarded(self.job, *job), jobs))
+        self.exports = None
+        if self.left:
+            self.say(
+                f"{len(self.left)} runs not started, as they would not have finished by the deadline (a run took up "
+                f"to {max(self.durations):.0f} s): {'; '.join(self.left)}. The next part trains them."
+            )
+        return self.failures
+
+    def guarded(self, step, name: str, seed: int, repeat: int = 0) -> None:
+        """``step`` (``job`` or ``export``), an error in it reported as that run's failure instead of ending the part."""
+        try:
+            step(name, seed, repeat)
+        except Exception:
+            with self.lock:
+                self.failures += 1
+            self.say(f"{label(name, seed, repeat)}: FAILED with an error\n{traceback.format_exc()}")
 
     def job(self, name: str, seed: int, repeat: int = 0) -> None:
-        """Train one run and hand it to the export pool; a run trained and exported in an earlier call is reported."""
+        """Train one run and hand it to the export pool (or export it at once, outside ``run``)."""
         if self.previous is not None and known_score(self.previous, name, seed, repeat) is not None:
-            print(
-                f"{name}, seed {seed}{f', run {repeat + 1}' if repeat else ''}: measured in an earlier part", flush=True
-            )
-            return
+            return self.say(f"{label(name, seed, repeat)}: measured in an earlier part")
         run = run_dir(name, seed, self.args, repeat)
         run.mkdir(parents=True, exist_ok=True)
         if (run / "card" / "medium-strong.json").is_file():
-            return self.report(name, seed, 0)
+            return self.say(f"{label(name, seed, repeat)}: done (trained and exported in an earlier call)")
         if not self.would_finish():
-            return self.report(name, seed, NOT_STARTED)
+            with self.lock:
+                self.left.append(label(name, seed, repeat))
+            return
         began = time.perf_counter()
         code = self._call(train_command(name, seed, self.args, self.extra, repeat), run / "train.log")
+        if code is None:
+            return self.say(f"{label(name, seed, repeat)}: not started, the deadline had passed")
         if code != 0:
-            return self.report(name, seed, code)
+            status = "stopped at the deadline" if self.stopped else f"FAILED in training ({code}), see train.log"
+            return self.say(f"{label(name, seed, repeat)}: {status}")
         with self.lock:
             self.durations.append(time.perf_counter() - began)
-        self.exported.append(self.exports.submit(self.export, name, seed, repeat))
+        if self.exports is None:
+            self.export(name, seed, repeat)
+        else:
+            self.exports.submit(self.guarded, self.export, name, seed, repeat)
 
     def would_finish(self) -> bool:
-        """Whether a training started now would end by the deadline, if it takes as long as the longest this call has
-        trained (until one has finished, every training starts)."""
+        """Whether a training started now would end by the deadline, if it takes up to ``MARGIN`` times as long as
+        the longest this call has trained (until one has finished, every training starts)."""
         with self.lock:
             if self.deadline is None or not self.durations:
                 return True
-            return time.perf_counter() - self.started + max(self.durations) <= self.deadline
+            return time.perf_counter() - self.started + MARGIN * max(self.durations) <= self.deadline
 
     def export(self, name: str, seed: int, repeat: int = 0) -> None:
         run = run_dir(name, seed, self.args, repeat)
         code = self._call(export_command(name, seed, self.args, repeat), run / "export.log", training=False)
-        self.report(name, seed, code)
+        self.say(
+            f"{label(name, seed, repeat)}: {'done' if code == 0 else f'FAILED in export ({code}), see export.log'}"
+        )
 
-    def report(self, name: str, seed: int, code: int) -> None:
-        if code == NOT_STARTED:
-            status = f"not started: it would not finish by the deadline (a run takes about {max(self.durations):.0f} s)"
-        elif code == 0:
-            status = "done"
-        else:
-            status = "stopped at the deadline" if self.stopped else f"FAILED ({code}), see its logs"
-        print(f"{time.perf_counter() - self.started:7.0f} s  {name}, seed {seed}: {status}", flush=True)
+    def say(self, message: str) -> None:
+        print(f"{time.perf_counter() - self.started:7.0f} s  {message}", flush=True)
 
     def stop(self) -> None:
         with self.lock:
@@ -230,7 +255,7 @@ def main() -> None:
         timer = threading.Timer(args.deadline, runner.stop)
         timer.daemon = True
         timer.start()
-    runner.run(jobs)
+    failures = runner.run(jobs)
     scores = {name: {str(seed): held_out(name, seed, args) for seed in args.seeds} for name in rows}
     record = dict(
         what=f"benchmarks/levers.py: every row is medium-strong with one change; held-out tgs_score per seed "
@@ -254,6 +279,8 @@ def main() -> None:
     (args.out / "table.md").write_text(table + "\n")
     (args.out / "results.json").write_text(json.dumps(record, indent=1))  # a record: copy it to unet_helpers/records
     print(table)
+    if failures:
+        raise SystemExit(f"{failures} runs failed with an error (printed above); the table holds the others")
 
 
 if __name__ == "__main__":

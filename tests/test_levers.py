@@ -507,7 +507,7 @@ def write_card_code(card, score: float | str) -> str:
     )
 
 
-def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_trained_run(tmp_path, monkeypatch):
+def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_trained_run(tmp_path, monkeypatch, capsys):
     """A part of the table on a lent GPU ends at its deadline; a run already trained is exported even so, since the
     next part starts on a fresh machine where its checkpoint would be gone."""
     import argparse
@@ -516,17 +516,18 @@ def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_traine
 
     bench = load_levers_benchmark()
     args = argparse.Namespace(out=tmp_path, parallel=2, data=tmp_path, device_batches=False, deadline=None)
-    exporting = tmp_path / "exporting"
+    exporting, stopped = tmp_path / "exporting", tmp_path / "stopped"
 
     def fake_training(name, seed, args, extra, repeat=0):  # the baseline trains at once, the other row for a minute
         return python_command(f"import time; time.sleep({0 if name == 'baseline' else 60})")
 
-    def fake_export(name, seed, args, repeat=0):  # marks that it started, then takes a second to write the card
+    def fake_export(name, seed, args, repeat=0):  # marks that it started; its card says whether it outlived stop()
         card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
-        return python_command(
-            f"import pathlib, time; pathlib.Path({str(exporting)!r}).touch(); time.sleep(1); "
-            + write_card_code(card, 0.7)
+        wait = (
+            f"import pathlib, time\npathlib.Path({str(exporting)!r}).touch()\nseen = pathlib.Path({str(stopped)!r})\n"
+            "for _ in range(500):  # 10 s at most\n    if seen.exists(): break\n    time.sleep(0.02)\n"
         )
+        return python_command(wait + write_card_code(card, "0.7 if seen.exists() else 0.0"))
 
     monkeypatch.setattr(bench, "train_command", fake_training)
     monkeypatch.setattr(bench, "export_command", fake_export)
@@ -538,11 +539,14 @@ def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_traine
         assert time.perf_counter() - started < 30, "the baseline's export never started"
         time.sleep(0.02)
     runner.stop()
+    stopped.touch()
     table.join(timeout=30)
     assert not table.is_alive()
     assert bench.held_out("baseline", 0, args) == 0.7  # exported after the deadline
     assert bench.held_out("+ scSE", 0, args) is None  # its training was stopped, not waited for
     assert time.perf_counter() - started < 30
+    out = capsys.readouterr().out
+    assert "baseline, seed 0: done" in out and "+ scSE, seed 0: stopped at the deadline" in out
 
 
 def test_the_lever_benchmark_trains_the_next_run_while_the_last_one_is_exported(tmp_path, monkeypatch):
@@ -577,17 +581,18 @@ def test_the_lever_benchmark_trains_the_next_run_while_the_last_one_is_exported(
 
 
 def test_the_lever_benchmark_starts_no_training_that_would_not_finish_by_its_deadline(tmp_path, monkeypatch, capsys):
-    """On a lent GPU a run cut off at the deadline is lost with the machine: once one run has shown how long a run
-    takes, a run that would end after the deadline is left for the next part, and the call ends early instead."""
+    """On a lent GPU a run cut off at the deadline of a loan's last call is lost with the machine: once one run has
+    shown how long a run takes, a run that would end after the deadline is left for the next part, and the call ends
+    sooner instead. With time enough, every run trains."""
     import argparse
 
     bench = load_levers_benchmark()
-    args = argparse.Namespace(out=tmp_path, parallel=1, data=tmp_path, device_batches=False, deadline=3.0)
     started = tmp_path / "started"
 
     def fake_training(name, seed, args, extra, repeat=0):  # every training takes 2 s and leaves a mark
+        mark = f"{name}-{repeat}"
         return python_command(
-            f"import pathlib, time; (pathlib.Path({str(started)!r}) / {name!r}).touch(); time.sleep(2)"
+            f"import pathlib, time; (pathlib.Path({str(started)!r}) / {mark!r}).touch(); time.sleep(2)"
         )
 
     def fake_export(name, seed, args, repeat=0):
@@ -595,10 +600,50 @@ def test_the_lever_benchmark_starts_no_training_that_would_not_finish_by_its_dea
             write_card_code(bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json", 0.7)
         )
 
-    started.mkdir()
     monkeypatch.setattr(bench, "train_command", fake_training)
     monkeypatch.setattr(bench, "export_command", fake_export)
-    bench.Runner(args, []).run([("baseline", 0, 0), ("+ scSE", 0, 0)])
-    assert sorted(p.name for p in started.iterdir()) == ["baseline"]  # 2 s + 2 s would end after 3 s
-    assert bench.held_out("baseline", 0, args) == 0.7 and bench.held_out("+ scSE", 0, args) is None
-    assert "+ scSE, seed 0: not started: it would not finish by the deadline" in capsys.readouterr().out
+    jobs = [("baseline", 0, 0), ("+ scSE", 0, 0), ("baseline", 0, 1)]
+    for deadline, trained in ((3.0, ["baseline-0"]), (30.0, ["+ scSE-0", "baseline-0", "baseline-1"])):
+        started.mkdir()
+        args = argparse.Namespace(
+            out=tmp_path / str(deadline), parallel=1, data=tmp_path, device_batches=False, deadline=deadline
+        )
+        assert bench.Runner(args, []).run(jobs) == 0
+        assert sorted(p.name for p in started.iterdir()) == trained  # 2 s + 2 s would end after 3 s
+        assert [bench.held_out(*job[:2], args, job[2]) for job in jobs] == [
+            0.7 if f"{job[0]}-{job[2]}" in trained else None for job in jobs
+        ]
+        out = capsys.readouterr().out
+        if deadline == 3.0:
+            assert "2 runs not started, as they would not have finished by the deadline" in out
+            assert "+ scSE, seed 0; baseline, seed 0, run 2. The next part trains them." in out
+        else:
+            assert "not started" not in out and out.count(": done") == 3
+        started.rename(tmp_path / f"started-{deadline}")
+
+
+def test_the_lever_benchmark_reports_a_failed_run_and_goes_on_with_the_others(tmp_path, monkeypatch, capsys):
+    """A run whose export fails, or whose job raises, is reported as failed; the other runs are trained and exported,
+    so the part's table is still written."""
+    import argparse
+
+    bench = load_levers_benchmark()
+    args = argparse.Namespace(out=tmp_path, parallel=2, data=tmp_path, device_batches=False, deadline=None)
+
+    def fake_training(name, seed, args, extra, repeat=0):
+        if name == "- flips":
+            raise RuntimeError("a broken row")
+        return python_command("")
+
+    def fake_export(name, seed, args, repeat=0):
+        card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
+        return python_command("raise SystemExit(3)" if name == "baseline" else write_card_code(card, 0.71))
+
+    monkeypatch.setattr(bench, "train_command", fake_training)
+    monkeypatch.setattr(bench, "export_command", fake_export)
+    assert bench.Runner(args, []).run([("baseline", 0, 0), ("- flips", 0, 0), ("+ scSE", 0, 0)]) == 1
+    assert bench.held_out("+ scSE", 0, args) == 0.71 and bench.held_out("baseline", 0, args) is None
+    out = capsys.readouterr().out
+    assert "baseline, seed 0: FAILED in export (3), see export.log" in out
+    assert "- flips, seed 0: FAILED with an error" in out and "RuntimeError: a broken row" in out
+    assert "+ scSE, seed 0: done" in out
