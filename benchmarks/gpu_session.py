@@ -78,13 +78,15 @@ record):
 The sixth session had no GPU. In part 1 each run's export had held its training slot: the residual-blocks run, trained
 by 184 s, was still exporting at the deadline of 225 s, so the exports (tens of seconds each) left the GPU one run short
 for part of every slot. ``levers.py`` now trains the next run while the last one is exported (``Runner.run``), so each
-round keeps ``--lever-parallel`` runs training. It starts no run that would not finish by its deadline (judged by 1.1
-times the longest run the call has trained), and its deadline comes 30 s before the other runs' end, so that the runs
-trained by then have 90 s to be exported before this script stops waiting. At about 185 s a round of four, a call of
+round keeps ``--lever-parallel`` runs training. Once a run has finished, it starts no run that would not finish by its
+deadline (judged by 1.1 times the longest run the call has trained), and its deadline comes 30 s before the other
+runs' end, so that the runs trained by then have 90 s to be exported before this script stops waiting (a few seconds
+less: levers.py's clock starts once it has imported torch). At about 185 s a round of four, a call of
 ``--budget 550`` (the lever deadline at about 460 s) trains two rounds, 8 runs, and ends after their exports, about
 420 s in: a third round would have been cut off at the deadline, lost with the machine after a loan's last call, and
 the call now ends about 70 s sooner instead, time the loan keeps. The rest of a loan suits a second call of one round
-(``--budget`` about 300). All of it is tested with stand-in processes (``tests/test_levers.py``).
+(``--budget`` about 300). The runner's side of this is tested with stand-in processes (``tests/test_levers.py``); the
+30 s and 60 s here are not.
 """
 
 from __future__ import annotations
@@ -332,6 +334,7 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
         lever_process.wait(timeout=60)  # it stopped training 30 s ago; it exports what was trained, writes the table
     except subprocess.TimeoutExpired:
         lever_process.terminate()
+        lever_process.wait(timeout=10)
     s.say(f"levers: exit {lever_process.returncode}")
 
 

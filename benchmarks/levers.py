@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -95,11 +96,12 @@ class Runner:
         self.exports: ThreadPoolExecutor | None = None  # run() opens it; job() hands it each trained run
         self.durations: list[float] = []  # seconds each training of this call took, start to finish
         self.left: list[str] = []  # the runs not started, as they would not have finished by the deadline
-        self.failures = 0
+        self.failures = 0  # runs that failed in training, in export or with an error
         self.deadline: float | None = getattr(args, "deadline", None)
         self.env = dict(os.environ)
-        if args.parallel > 1:  # each run its share of the cores, so side-by-side runs do not slow each other down
-            self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.parallel)))
+        if args.parallel > 1:  # each process its share of the cores (up to `parallel` trainings and as many exports
+            # at once), so that side-by-side processes do not slow each other down
+            self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // (2 * args.parallel))))
 
     def _call(self, command: list[str], log: Path, training: bool = True) -> int | None:
         """The command's exit code; None for a training not started because the deadline has passed."""
@@ -117,11 +119,13 @@ class Runner:
 
     def run(self, jobs: list[tuple[str, int, int]]) -> int:
         """Every (row, seed, repeat) job trained and exported; returns, once the last export has finished, how many
-        jobs failed (their errors are printed)."""
-        with ThreadPoolExecutor(max_workers=self.args.parallel) as self.exports:
-            with ThreadPoolExecutor(max_workers=self.args.parallel) as training:
-                list(training.map(lambda job: self.guarded(self.job, *job), jobs))
-        self.exports = None
+        runs failed (in training, in export or with an error; each is printed)."""
+        try:
+            with ThreadPoolExecutor(max_workers=self.args.parallel) as self.exports:
+                with ThreadPoolExecutor(max_workers=self.args.parallel) as training:
+                    list(training.map(lambda job: self.guarded(self.job, *job), jobs))
+        finally:
+            self.exports = None
         if self.left:
             self.say(
                 f"{len(self.left)} runs not started, as they would not have finished by the deadline (a run took up "
@@ -134,9 +138,7 @@ class Runner:
         try:
             step(name, seed, repeat)
         except Exception:
-            with self.lock:
-                self.failures += 1
-            self.say(f"{label(name, seed, repeat)}: FAILED with an error\n{traceback.format_exc()}")
+            self.fail(f"{label(name, seed, repeat)}: FAILED with an error\n{traceback.format_exc()}")
 
     def job(self, name: str, seed: int, repeat: int = 0) -> None:
         """Train one run and hand it to the export pool (or export it at once, outside ``run``)."""
@@ -154,9 +156,10 @@ class Runner:
         code = self._call(train_command(name, seed, self.args, self.extra, repeat), run / "train.log")
         if code is None:
             return self.say(f"{label(name, seed, repeat)}: not started, the deadline had passed")
+        if code == -signal.SIGTERM and self.stopped:
+            return self.say(f"{label(name, seed, repeat)}: stopped at the deadline")
         if code != 0:
-            status = "stopped at the deadline" if self.stopped else f"FAILED in training ({code}), see train.log"
-            return self.say(f"{label(name, seed, repeat)}: {status}")
+            return self.fail(f"{label(name, seed, repeat)}: FAILED in training ({code}), see train.log")
         with self.lock:
             self.durations.append(time.perf_counter() - began)
         if self.exports is None:
@@ -175,9 +178,14 @@ class Runner:
     def export(self, name: str, seed: int, repeat: int = 0) -> None:
         run = run_dir(name, seed, self.args, repeat)
         code = self._call(export_command(name, seed, self.args, repeat), run / "export.log", training=False)
-        self.say(
-            f"{label(name, seed, repeat)}: {'done' if code == 0 else f'FAILED in export ({code}), see export.log'}"
-        )
+        if code != 0:
+            return self.fail(f"{label(name, seed, repeat)}: FAILED in export ({code}), see export.log")
+        self.say(f"{label(name, seed, repeat)}: done")
+
+    def fail(self, message: str) -> None:
+        with self.lock:
+            self.failures += 1
+        self.say(message)
 
     def say(self, message: str) -> None:
         print(f"{time.perf_counter() - self.started:7.0f} s  {message}", flush=True)
@@ -251,7 +259,7 @@ def main() -> None:
     finetune_epochs = row_recipe("baseline", epochs).finetune_epochs if finetune_epochs is None else finetune_epochs
     previous = [read_record(path, epochs, finetune_epochs) for path in args.previous]
     runner = Runner(args, extra, merge_records(previous) if previous else None)
-    if args.deadline:
+    if args.deadline is not None:
         timer = threading.Timer(args.deadline, runner.stop)
         timer.daemon = True
         timer.start()
@@ -280,7 +288,7 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(record, indent=1))  # a record: copy it to unet_helpers/records
     print(table)
     if failures:
-        raise SystemExit(f"{failures} runs failed with an error (printed above); the table holds the others")
+        raise SystemExit(f"{failures} runs failed (printed above); the table holds the others")
 
 
 if __name__ == "__main__":

@@ -623,8 +623,9 @@ def test_the_lever_benchmark_starts_no_training_that_would_not_finish_by_its_dea
 
 
 def test_the_lever_benchmark_reports_a_failed_run_and_goes_on_with_the_others(tmp_path, monkeypatch, capsys):
-    """A run whose export fails, or whose job raises, is reported as failed; the other runs are trained and exported,
-    so the part's table is still written."""
+    """A run that fails in training or in export, or whose job raises, is reported as failed with its stage and
+    counted; the other runs are trained and exported, so the part's table is still written (and the script then exits
+    non-zero)."""
     import argparse
 
     bench = load_levers_benchmark()
@@ -633,7 +634,7 @@ def test_the_lever_benchmark_reports_a_failed_run_and_goes_on_with_the_others(tm
     def fake_training(name, seed, args, extra, repeat=0):
         if name == "- flips":
             raise RuntimeError("a broken row")
-        return python_command("")
+        return python_command("raise SystemExit(2)" if name == "+ hypercolumn head" else "")
 
     def fake_export(name, seed, args, repeat=0):
         card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
@@ -641,9 +642,18 @@ def test_the_lever_benchmark_reports_a_failed_run_and_goes_on_with_the_others(tm
 
     monkeypatch.setattr(bench, "train_command", fake_training)
     monkeypatch.setattr(bench, "export_command", fake_export)
-    assert bench.Runner(args, []).run([("baseline", 0, 0), ("- flips", 0, 0), ("+ scSE", 0, 0)]) == 1
-    assert bench.held_out("+ scSE", 0, args) == 0.71 and bench.held_out("baseline", 0, args) is None
+    jobs = [("baseline", 0, 0), ("- flips", 0, 0), ("+ hypercolumn head", 0, 0), ("+ scSE", 0, 0)]
+    assert bench.Runner(args, []).run(jobs) == 3
+    assert bench.held_out("+ scSE", 0, args) == 0.71
+    assert bench.held_out("baseline", 0, args) is None and bench.held_out("+ hypercolumn head", 0, args) is None
     out = capsys.readouterr().out
     assert "baseline, seed 0: FAILED in export (3), see export.log" in out
+    assert "+ hypercolumn head, seed 0: FAILED in training (2), see train.log" in out
     assert "- flips, seed 0: FAILED with an error" in out and "RuntimeError: a broken row" in out
     assert "+ scSE, seed 0: done" in out
+
+    stopped = bench.Runner(args, [])  # after the deadline, nothing more is trained
+    stopped.stop()
+    assert stopped.run([("+ residual blocks", 0, 0)]) == 0
+    assert "+ residual blocks, seed 0: not started, the deadline had passed" in capsys.readouterr().out
+    assert bench.held_out("+ residual blocks", 0, args) is None
