@@ -216,7 +216,7 @@ def test_a_running_variance_beyond_float16_is_shipped_in_float32_and_predicts_as
     assert (naive[:, 2] == layer[1].bias[2]).all() and expected[:, 2].std() > 0.1  # the channel is gone
 
 
-def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, monkeypatch):
+def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     argv = [
         "--data",
@@ -260,6 +260,14 @@ def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, 
     export_args = ["export", "--run", str(run), "--data", str(tiny_root), "--name", "small-same"]
     assert pretrained.main([*export_args, "--out-dir", str(tmp_path / "weights")]) == 2
     assert (tmp_path / "weights" / "small-same.pt").read_bytes() == before
+    # A device it cannot use is refused before anything is written, with what to pass instead.
+    out_dir = ["--out-dir", str(tmp_path / "elsewhere"), "--overwrite"]
+    with pytest.raises(SystemExit):  # argparse: "invalid choice"
+        pretrained.main([*export_args, *out_dir, "--device", "gpu"])
+    if not torch.cuda.is_available():
+        assert pretrained.main([*export_args, *out_dir, "--device", "cuda"]) == 2
+        assert "no GPU is visible; use --device cpu" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_example_tiles_are_unseen_held_out_first_and_spread_from_empty_to_full(tiny_root):
