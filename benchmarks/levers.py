@@ -65,6 +65,11 @@ def epochs_of(extra: list[str], option: str = "--epochs") -> int | None:
     return int(extra[extra.index(option) + 1]) if option in extra else None
 
 
+def card_path(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> Path:
+    """Where ``pretrained export`` writes the run's card: once it exists, the run is trained and scored."""
+    return run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
+
+
 def export_command(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> list[str]:
     """``pretrained export``: post-processing chosen on the run's validation tiles, its held-out tiles scored once."""
     run = run_dir(name, seed, args, repeat)
@@ -146,7 +151,7 @@ class Runner:
             return self.say(f"{label(name, seed, repeat)}: measured in an earlier part")
         run = run_dir(name, seed, self.args, repeat)
         run.mkdir(parents=True, exist_ok=True)
-        if (run / "card" / "medium-strong.json").is_file():
+        if card_path(name, seed, self.args, repeat).is_file():
             return self.say(f"{label(name, seed, repeat)}: done (trained and exported in an earlier call)")
         if not self.would_finish():
             with self.lock:
@@ -199,7 +204,7 @@ class Runner:
 
 def held_out(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> float | None:
     """The run's held-out tgs_score (post-processing chosen on its validation tiles), None if it did not finish."""
-    card = run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
+    card = card_path(name, seed, args, repeat)
     return json.loads(card.read_text())["held_out"]["tgs"] if card.is_file() else None
 
 

@@ -507,6 +507,16 @@ def write_card_code(card, score: float | str) -> str:
     )
 
 
+def card_after_waiting_code(card, marker, first: str = "") -> str:
+    """Python that runs ``first``, waits up to 10 s for the file ``marker``, then writes the card: held-out 0.7 if the
+    marker appeared, 0.0 if it did not (so the card tells the test what happened meanwhile)."""
+    return (
+        f"import pathlib, time\n{first}\nseen = pathlib.Path({str(marker)!r})\n"
+        "for _ in range(500):\n    if seen.exists(): break\n    time.sleep(0.02)\n"
+        + write_card_code(card, "0.7 if seen.exists() else 0.0")
+    )
+
+
 def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_trained_run(tmp_path, monkeypatch, capsys):
     """A part of the table on a lent GPU ends at its deadline; a run already trained is exported even so, since the
     next part starts on a fresh machine where its checkpoint would be gone."""
@@ -522,12 +532,8 @@ def test_the_lever_benchmark_at_its_deadline_stops_training_but_exports_a_traine
         return python_command(f"import time; time.sleep({0 if name == 'baseline' else 60})")
 
     def fake_export(name, seed, args, repeat=0):  # marks that it started; its card says whether it outlived stop()
-        card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
-        wait = (
-            f"import pathlib, time\npathlib.Path({str(exporting)!r}).touch()\nseen = pathlib.Path({str(stopped)!r})\n"
-            "for _ in range(500):  # 10 s at most\n    if seen.exists(): break\n    time.sleep(0.02)\n"
-        )
-        return python_command(wait + write_card_code(card, "0.7 if seen.exists() else 0.0"))
+        card = bench.card_path(name, seed, args, repeat)
+        return python_command(card_after_waiting_code(card, stopped, first=f"pathlib.Path({str(exporting)!r}).touch()"))
 
     monkeypatch.setattr(bench, "train_command", fake_training)
     monkeypatch.setattr(bench, "export_command", fake_export)
@@ -564,14 +570,10 @@ def test_the_lever_benchmark_trains_the_next_run_while_the_last_one_is_exported(
         )
 
     def fake_export(name, seed, args, repeat=0):  # the baseline's score says whether the next training ran meanwhile
-        card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
+        card = bench.card_path(name, seed, args, repeat)
         if name != "baseline":
             return python_command(write_card_code(card, 0.71))
-        wait = (
-            f"import pathlib, time\nseen = pathlib.Path({str(second_started)!r})\n"
-            "for _ in range(500):  # 10 s at most\n    if seen.exists(): break\n    time.sleep(0.02)\n"
-        )
-        return python_command(wait + write_card_code(card, "0.7 if seen.exists() else 0.0"))
+        return python_command(card_after_waiting_code(card, second_started))
 
     monkeypatch.setattr(bench, "train_command", fake_training)
     monkeypatch.setattr(bench, "export_command", fake_export)
@@ -596,9 +598,7 @@ def test_the_lever_benchmark_starts_no_training_that_would_not_finish_by_its_dea
         )
 
     def fake_export(name, seed, args, repeat=0):
-        return python_command(
-            write_card_code(bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json", 0.7)
-        )
+        return python_command(write_card_code(bench.card_path(name, seed, args, repeat), 0.7))
 
     monkeypatch.setattr(bench, "train_command", fake_training)
     monkeypatch.setattr(bench, "export_command", fake_export)
@@ -637,7 +637,7 @@ def test_the_lever_benchmark_reports_a_failed_run_and_goes_on_with_the_others(tm
         return python_command("raise SystemExit(2)" if name == "+ hypercolumn head" else "")
 
     def fake_export(name, seed, args, repeat=0):
-        card = bench.run_dir(name, seed, args, repeat) / "card" / "medium-strong.json"
+        card = bench.card_path(name, seed, args, repeat)
         return python_command("raise SystemExit(3)" if name == "baseline" else write_card_code(card, 0.71))
 
     monkeypatch.setattr(bench, "train_command", fake_training)
