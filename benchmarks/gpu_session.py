@@ -87,6 +87,23 @@ less: levers.py's clock starts once it has imported torch). At about 185 s a rou
 the call now ends about 70 s sooner instead, time the loan keeps. The rest of a loan suits a second call of one round
 (``--budget`` about 300). The runner's side of this is tested with stand-in processes (``tests/test_levers.py``); the
 30 s and 60 s here are not.
+
+The seventh session (one H200, 2026-11-27) ran the command above with ``--budget 550``: 8 runs, two rounds of four
+(the first ended 201-206 s in, the second 302-369 s; 84-171 s of training each in their cards), the call 381 s long;
+levers.py then listed the 34 runs it had not started. A second call of the same loan (``--budget 520``, part 2's record
+added to ``--lever-previous``; copy ``levers/results.json`` out of the first call's ``results.tar.gz`` first) trained 8
+more in 381 s (136-367 s in; 105-191 s of training each). The loan held the machine 820 s of its 900, so a loan trains
+16 runs in two calls (the GPU 100% busy through both, ``smi.csv``). The records are
+``benchmarks/results/levers-h200-50+15-epochs-part2.json`` and ``-part3.json``; part 3 holds all 19 runs measured
+(notebook 08 reads it as ``unet_helpers/records/levers-h200-50+15-epochs.json``). The 26 left (seed 1 of nine rows,
+seed 2 of all 14, and the baseline's second run of each seed) take two more loans of two such calls:
+
+    python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks --candidates \
+        --lever-epochs 50 --lever-seeds 0 1 2 --lever-previous benchmarks/results/levers-h200-50+15-epochs-part3.json \
+        --budget 550
+
+then the same with the first call's record (saved as ``-part4.json``) added to ``--lever-previous`` and ``--budget
+520`` (a timeout of about 440 s fits what the loan has left).
 """
 
 from __future__ import annotations

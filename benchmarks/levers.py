@@ -10,8 +10,9 @@ Every row is the baseline recipe (medium-strong) with one change: a lever added 
 hypercolumn head, bilinear upsampling, the symmetric Lovasz loss, an empty/non-empty head trained beside the
 mask, cosine restarts with snapshot averaging) or a
 part of the recipe taken away (batch norm, flips, BCE + Dice, AdamW + cosine, the Lovasz stage, the fifth level).
-Each row trains with every seed on the same split (``--test-fraction 0.1``: the seed changes the split too, so
-each seed's baseline is its own reference), then ``pretrained export`` chooses the post-processing on the
+Each row trains with every seed on the same split (70% training, 20% validation, 10% held out:
+``levers.VAL_FRACTION`` and ``TEST_FRACTION``; the seed changes the split too, so each seed's baseline is its own
+reference), then ``pretrained export`` chooses the post-processing on the
 validation tiles and scores the held-out ones once. The baseline runs twice per seed (``--baseline-runs``), so the
 record holds how far the same command lands from itself. The table gives, per row, the mean held-out tgs_score, its
 spread over seeds (standard deviation) and the mean of the per-seed differences to the baseline. A difference is
@@ -40,7 +41,19 @@ from pathlib import Path
 
 import torch
 
-from unet_helpers.levers import ROWS, known_score, markdown_table, merge_records, row_options, row_recipe, summarise
+from unet_helpers.levers import (
+    ROWS,
+    TEST_FRACTION,
+    VAL_FRACTION,
+    known_score,
+    markdown_table,
+    merge_records,
+    row_options,
+    row_recipe,
+    summarise,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def slug(name: str) -> str:
@@ -53,7 +66,8 @@ def run_dir(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> 
 
 def train_command(name: str, seed: int, args: argparse.Namespace, extra: list[str], repeat: int = 0) -> list[str]:
     command = [sys.executable, "-m", "unet_helpers.train", "--data", str(args.data), "--recipe", "medium-strong"]
-    command += row_options(name, epochs_of(extra)) + ["--test-fraction", "0.1", "--seed", str(seed)]
+    command += row_options(name, epochs_of(extra)) + ["--seed", str(seed)]
+    command += ["--val-fraction", str(VAL_FRACTION), "--test-fraction", str(TEST_FRACTION)]  # as levers.train_row
     command += ["--out", str(run_dir(name, seed, args, repeat))]
     command += ["--resume", "--no-progress", "--processes", "1"]
     return command + (["--device-batches"] if args.device_batches else []) + extra
@@ -222,6 +236,27 @@ def read_record(path: Path, epochs: int, finetune_epochs: int) -> dict:
     return record
 
 
+def split_text() -> str:
+    """The table's split in words, e.g. "70/20/10 (2,100 training, 600 validation, 300 held-out tiles of 3,000)"."""
+    val, test = round(VAL_FRACTION * 3000), round(TEST_FRACTION * 3000)
+    shares = f"{1 - VAL_FRACTION - TEST_FRACTION:.0%}/{VAL_FRACTION:.0%}/{TEST_FRACTION:.0%}".replace("%", "")
+    return f"{shares} ({3000 - val - test:,} training, {val:,} validation, {test:,} held-out tiles of 3,000)"
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command as a record keeps it: paths inside the checkout relative to it (no machine's folders in a
+    record that ships), the deadline in whole seconds."""
+    words = []
+    for word in argv:
+        path = Path(word)
+        if path.is_absolute() and path.is_relative_to(ROOT):
+            word = str(path.relative_to(ROOT))
+        elif words and words[-1] == "--deadline":
+            word = f"{float(word):.0f}"
+        words.append(word)
+    return " ".join(["python", "benchmarks/levers.py", *words])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/tgs-salt"))
@@ -272,10 +307,10 @@ def main() -> None:
     scores = {name: {str(seed): held_out(name, seed, args) for seed in args.seeds} for name in rows}
     record = dict(
         what=f"benchmarks/levers.py: every row is medium-strong with one change; held-out tgs_score per seed "
-        f"(split 80/10/10 by the seed, post-processing chosen on the validation tiles); trainer options {extra}",
+        f"(split {split_text()} by the seed, post-processing chosen on the validation tiles); trainer options {extra}",
         device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         date=time.strftime("%Y-%m-%d"),
-        command=" ".join(["python", "benchmarks/levers.py", *sys.argv[1:]]),
+        command=recorded_command(sys.argv[1:]),
         epochs=epochs,
         finetune_epochs=finetune_epochs,
         seeds=args.seeds,

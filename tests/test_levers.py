@@ -1,5 +1,6 @@
 """What the TGS Salt winners added to a U-Net, each as a few lines of the package (issue 20's levers)."""
 
+import argparse
 import dataclasses
 
 import numpy as np
@@ -243,9 +244,14 @@ def test_the_summary_compares_each_seed_with_the_baseline_of_the_same_seed():
     assert a["differences"] == pytest.approx([0.02, 0.03]) and a["difference"] == pytest.approx(0.025)
     assert a["real"] and 0 < a["p"] < 0.2  # above its spread; a paired t-test of two seeds is still weak evidence
     assert b["difference"] == pytest.approx(0) and not b["real"] and b["p"] == pytest.approx(1)
-    assert c["seeds"] == 1 and c["differences"] == pytest.approx([0.01]) and not c["real"]
+    # one seed so far: a difference but no spread, so no verdict either way ("-", not "no")
+    assert c["seeds"] == 1 and c["differences"] == pytest.approx([0.01]) and c["real"] is None
+    assert a["difference_seeds"] == [0, 1] and c["difference_seeds"] == [0]
     table = markdown_table([base, a, b, c])
     assert "| + a | 0.675 +- 0.064 | +0.025 +- 0.007 | yes | 0.13 |" in table
+    assert "| + c | 0.710 +- nan | +0.010 +- nan | - | - |" in table
+    later = summarise({"rows": {"+ d": {"scores": {"0": None, "1": 0.62}, "baselines": {"0": 0.70, "1": 0.60}}}})[0]
+    assert later["difference_seeds"] == [1]  # seed 1's difference stays seed 1's when seed 0 is still to come
 
 
 def test_every_row_can_be_read_against_the_other_run_of_its_seeds_baseline():
@@ -306,6 +312,11 @@ def test_a_table_measured_in_parts_merges_into_one_record():
     third = {**second, "rows": {"+ b": {"scores": {"0": 0.69, "1": None}, "baselines": {"0": None, "1": None}}}}
     assert merge_records([first, third])["rows"]["+ b"]["baselines"] == {"0": 0.70, "1": None}
     assert rerun_gaps(first) == {}  # the second run is still to come
+    # levers.py --previous writes each part's record as the merge of everything before it: given the first part and
+    # that merge, nothing is counted twice
+    again = merge_records([first, merged, {**second, "command": "part 3", "date": "2026-11-27"}])
+    assert again["parts"] == 3 and again["command"] == "part 1; part 2; part 3"
+    assert again["device"] == "NVIDIA H200; NVIDIA H100" and again["rows"] == merged["rows"]
     with pytest.raises(ValueError, match=r"different budgets.*\(8, 2\), \(50, 15\)"):
         merge_records([first, {**second, "epochs": 8, "finetune_epochs": 2}])
 
@@ -326,6 +337,67 @@ def test_the_shipped_lever_record_holds_every_row_for_every_seed():
         assert row["seeds"] == 2 and all(0.39 < s < 1 for s in row["scores"])
     with pytest.raises(ValueError, match="no lever record 'levers-nope'.*levers-h200"):
         load_record("levers-nope")
+
+
+def test_the_lever_record_at_medium_strongs_budget_says_how_many_of_its_runs_are_measured():
+    from unet_helpers.levers import ROWS, load_record, summarise
+
+    record = load_record("levers-h200-50+15-epochs")
+    assert (record["epochs"], record["finetune_epochs"]) == (50, 15) and record["seeds"] == [0, 1, 2]
+    assert list(record["rows"]) == list(ROWS)
+    scores = [s for row in record["rows"].values() for s in row["scores"].values() if s is not None]
+    reruns = [s for runs in record["baseline_reruns"].values() for s in runs[1:] if s is not None]
+    assert all(0.39 < s < 1 for s in scores + reruns)  # every measured run beats predicting nothing
+    runs = len(ROWS) * 3 + sum(len(r) - 1 for r in record["baseline_reruns"].values())
+    assert runs == 45 and f"{len(scores) + len(reruns)} of the table's {runs} runs" in record["what"]
+    assert "70/20/10 (2,100 training, 600 validation, 300 held-out" in record["what"]
+    # every seed's differences are against that seed's baseline, which each measured row has
+    for name, row in record["rows"].items():
+        for seed, score in row["scores"].items():
+            assert score is None or row["baselines"][seed] == record["rows"]["baseline"]["scores"][seed], (name, seed)
+    assert all(row["seeds"] >= 1 for row in summarise(record))
+
+
+def test_a_notebook_row_is_split_and_trained_as_the_benchmark_trains_it(tmp_path, monkeypatch):
+    import unet_helpers.levers as levers
+    from unet_helpers.data import load_tgs_split
+    from unet_helpers.train import parse_args
+
+    bench = load_levers_benchmark()
+    args = argparse.Namespace(data=tmp_path, out=tmp_path / "runs", device_batches=False)
+    command = bench.train_command("+ scSE", 2, args, ["--epochs", "3"])
+    parsed = parse_args(command[command.index("--data") :])
+    assert (parsed.val_fraction, parsed.test_fraction) == (levers.VAL_FRACTION, levers.TEST_FRACTION) == (0.2, 0.1)
+    assert parsed.seed == 2 and parsed.split_seed is None and parsed.attention == "scse"
+    seen = {}
+
+    def split_and_stop(arrays, val_fraction, test_fraction, seed):
+        seen.update(val=val_fraction, test=test_fraction, seed=seed)
+        raise KeyboardInterrupt  # enough: the split is what is checked
+
+    monkeypatch.setattr(levers, "split_three_ways", split_and_stop)
+    arrays = load_tgs_split(make_synthetic_tgs(tmp_path / "tgs", n_train=20, n_test=2, seed=6))
+    with pytest.raises(KeyboardInterrupt):
+        levers.train_row("+ scSE", arrays, tmp_path / "run", torch.device("cpu"), seed=2)
+    assert seen == dict(val=parsed.val_fraction, test=parsed.test_fraction, seed=parsed.seed)
+
+
+def test_a_lever_record_keeps_no_machines_folders_in_its_command():
+    bench = load_levers_benchmark()
+    argv = [
+        "--data",
+        str(bench.ROOT / "data" / "tgs-salt"),
+        "--out",
+        "/tmp/lv",
+        "--deadline",
+        "459.894",
+        "--",
+        "--epochs",
+        "50",
+    ]
+    assert bench.recorded_command(argv) == (
+        "python benchmarks/levers.py --data data/tgs-salt --out /tmp/lv --deadline 460 -- --epochs 50"
+    )
 
 
 def test_the_flagship_candidates_are_scored_on_medium_strongs_own_held_out_tiles():

@@ -118,3 +118,18 @@ def test_the_lever_table_draws_every_row_but_the_baseline_with_a_marker_per_seed
     assert band and band[0].get_x() == pytest.approx(-0.04) and band[0].get_width() == pytest.approx(0.08)
     assert figure.get_size_inches()[0] <= NOTEBOOK_WIDTH + 1e-6
     plt.close(figure)
+
+
+def test_a_lever_table_measured_in_part_marks_each_difference_with_its_own_seed():
+    from unet_helpers.plots import plot_lever_table
+
+    table = [  # seed 0 of "+ a" is still to come: its one difference is seed 1's
+        dict(name="baseline", difference=0.0, differences=[0.0], difference_seeds=[1]),
+        dict(name="+ a", difference=0.02, differences=[0.02], difference_seeds=[1]),
+    ]
+    use_series_style()
+    ax = plot_lever_table(table).axes[0]
+    assert [line.get_marker() for line in ax.lines if line.get_xdata()[0] == 0.02] == ["s"]  # seed 1's square
+    legend = [t.get_text() for t in ax.figure.legends[0].get_texts()]
+    assert "seed 1 against its baseline" in legend and "seed 0 against its baseline" not in legend
+    plt.close(ax.figure)

@@ -326,12 +326,14 @@ def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: s
         handles.append(Patch(color="0.88", label=f"within +- {rerun_gap:.3f}: what the same seed gave run twice"))
         ax.axvspan(-rerun_gap, rerun_gap, color="0.88")
     ax.axvline(0, color="0.3", lw=1)
+    seeds_drawn: set[int] = set()
     for k, row in zip(y, rows):
         color = "C2" if row["name"].startswith("+") else "C0"
         ax.barh(k, row["difference"], height=0.5, color=color, alpha=0.45, hatch="//" if row.get("note") else None)
-        for seed, difference in enumerate(row["differences"]):
+        seed_ids = row.get("difference_seeds", range(len(row["differences"])))  # which seed each difference is
+        for seed, difference in zip(seed_ids, row["differences"]):
             ax.plot([difference], [k], SEED_MARKERS[seed % 3], color=color, markersize=5)
-    seeds = max(len(row["differences"]) for row in rows)
+            seeds_drawn.add(seed)
     handles += [
         Line2D(
             [],
@@ -341,7 +343,7 @@ def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: s
             linestyle="",
             label=f"seed {seed} against its baseline",
         )
-        for seed in range(seeds)
+        for seed in sorted(seeds_drawn)
     ]
     handles += [
         Patch(color="C2", alpha=0.45, label="mean over seeds: a lever added"),
