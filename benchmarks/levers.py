@@ -10,8 +10,8 @@ Every row is the baseline recipe (medium-strong) with one change: a lever added 
 hypercolumn head, bilinear upsampling, the symmetric Lovasz loss, an empty/non-empty head trained beside the
 mask, cosine restarts with snapshot averaging) or a
 part of the recipe taken away (batch norm, flips, BCE + Dice, AdamW + cosine, the Lovasz stage, the fifth level).
-Each row trains with every seed on the same split (70% training, 20% validation, 10% held out:
-``levers.VAL_FRACTION`` and ``TEST_FRACTION``; the seed changes the split too, so each seed's baseline is its own
+Every row of a seed trains on that seed's split (70% training, 20% validation, 10% held out:
+``levers.VAL_FRACTION`` and ``TEST_FRACTION``; the seed deals the split, so each seed's baseline is its own
 reference), then ``pretrained export`` chooses the post-processing on the
 validation tiles and scores the held-out ones once. The baseline runs twice per seed (``--baseline-runs``), so the
 record holds how far the same command lands from itself. The table gives, per row, the mean held-out tgs_score, its
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from unet_helpers.levers import (
     known_score,
     markdown_table,
     merge_records,
+    record_split,
     row_options,
     row_recipe,
     summarise,
@@ -233,6 +235,12 @@ def read_record(path: Path, epochs: int, finetune_epochs: int) -> dict:
             f"epochs, this call for {epochs} + {finetune_epochs}: give the trainer the same --epochs and "
             "--finetune-epochs after --"
         )
+    split = dict(val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION)
+    if record_split(record) != split:
+        raise SystemExit(
+            f"error: --previous {path} dealt the split {record_split(record)}, this call deals {split}: the table's "
+            "rows are compared seed by seed on the same tiles, so its parts must share the split"
+        )
     return record
 
 
@@ -254,7 +262,7 @@ def recorded_command(argv: list[str]) -> str:
         elif words and words[-1] == "--deadline":
             word = f"{float(word):.0f}"
         words.append(word)
-    return " ".join(["python", "benchmarks/levers.py", *words])
+    return shlex.join(["python", "benchmarks/levers.py", *words])  # quoted where a word needs it: --only "+ scSE"
 
 
 def main() -> None:
@@ -313,6 +321,7 @@ def main() -> None:
         command=recorded_command(sys.argv[1:]),
         epochs=epochs,
         finetune_epochs=finetune_epochs,
+        split=dict(val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION),
         seeds=args.seeds,
         rows={name: dict(scores=scores[name], baselines=scores["baseline"]) for name in rows},
         baseline_reruns={  # None: a run still to come (the next part, or a resumed call, trains it)

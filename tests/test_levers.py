@@ -303,6 +303,7 @@ def test_a_table_measured_in_parts_merges_into_one_record():
         "scores": {"0": 0.72, "1": 0.65},
         "baselines": {"0": 0.70, "1": 0.60},
         "note": "why",
+        "calls": {"0": 0, "1": 1},  # which call trained each run: "part 1" and "part 2" of the merged command
     }
     assert merged["baseline_reruns"] == {"0": [0.70, 0.66], "1": [0.60, 0.62]}
     assert rerun_gaps(merged) == {"0": pytest.approx(0.04), "1": pytest.approx(0.02)}
@@ -317,8 +318,17 @@ def test_a_table_measured_in_parts_merges_into_one_record():
     again = merge_records([first, merged, {**second, "command": "part 3", "date": "2026-11-27"}])
     assert again["parts"] == 3 and again["command"] == "part 1; part 2; part 3"
     assert again["device"] == "NVIDIA H200; NVIDIA H100" and again["rows"] == merged["rows"]
+    # a run of the third call is that call's, and a merged part's runs keep the calls it recorded
+    third_call = {**second, "command": "part 3", "rows": {"+ a": {"scores": {"0": None, "1": 0.61}, "baselines": {}}}}
+    assert merge_records([first, third_call, merged])["rows"]["+ a"]["calls"] == {"0": 0, "1": 1}
+    assert merge_records([merged, third_call])["rows"]["+ a"]["calls"] == {"0": 0, "1": 1}
+    assert merge_records([first, {**second, "command": "part 3"}])["rows"]["+ a"]["calls"] == {"0": 0, "1": 1}
     with pytest.raises(ValueError, match=r"different budgets.*\(8, 2\), \(50, 15\)"):
         merge_records([first, {**second, "epochs": 8, "finetune_epochs": 2}])
+    # a part dealt on another split compared its rows on other tiles: refused, whatever its budget
+    assert merged["split"] == {"val_fraction": 0.2, "test_fraction": 0.1}  # the table's, where a part names none
+    with pytest.raises(ValueError, match=r"different splits.*\(0.1, 0.1\), \(0.2, 0.1\)"):
+        merge_records([first, {**second, "split": {"val_fraction": 0.1, "test_fraction": 0.1}}])
 
 
 def test_the_shipped_lever_record_holds_every_row_for_every_seed():
@@ -351,6 +361,7 @@ def test_the_lever_record_at_medium_strongs_budget_says_how_many_of_its_runs_are
     runs = len(ROWS) * 3 + sum(len(r) - 1 for r in record["baseline_reruns"].values())
     assert runs == 45 and f"{len(scores) + len(reruns)} of the table's {runs} runs" in record["what"]
     assert "70/20/10 (2,100 training, 600 validation, 300 held-out" in record["what"]
+    assert record["split"] == {"val_fraction": 0.2, "test_fraction": 0.1}  # what levers.train_row deals
     # every seed's differences are against that seed's baseline, which each measured row has
     for name, row in record["rows"].items():
         for seed, score in row["scores"].items():
@@ -382,6 +393,23 @@ def test_a_notebook_row_is_split_and_trained_as_the_benchmark_trains_it(tmp_path
     assert seen == dict(val=parsed.val_fraction, test=parsed.test_fraction, seed=parsed.seed)
 
 
+def test_the_lever_benchmark_refuses_an_earlier_part_of_another_budget_or_split_before_training(tmp_path):
+    import json
+
+    bench = load_levers_benchmark()
+    part = {"epochs": 50, "finetune_epochs": 15, "split": {"val_fraction": 0.2, "test_fraction": 0.1}, "rows": {}}
+    path = tmp_path / "part1.json"
+    path.write_text(json.dumps(part))
+    assert bench.read_record(path, 50, 15) == part
+    with pytest.raises(SystemExit, match="part1.json was trained for 50 \\+ 15 epochs, this call for 8 \\+ 2"):
+        bench.read_record(path, 8, 2)
+    path.write_text(json.dumps({**part, "split": {"val_fraction": 0.1, "test_fraction": 0.1}}))
+    with pytest.raises(SystemExit, match="part1.json dealt the split .*0.1.*must share the split"):
+        bench.read_record(path, 50, 15)
+    with pytest.raises(SystemExit, match="nope.json: no such file"):
+        bench.read_record(tmp_path / "nope.json", 50, 15)
+
+
 def test_a_lever_record_keeps_no_machines_folders_in_its_command():
     bench = load_levers_benchmark()
     argv = [
@@ -391,12 +419,14 @@ def test_a_lever_record_keeps_no_machines_folders_in_its_command():
         "/tmp/lv",
         "--deadline",
         "459.894",
+        "--only",
+        "+ scSE",
         "--",
         "--epochs",
         "50",
     ]
-    assert bench.recorded_command(argv) == (
-        "python benchmarks/levers.py --data data/tgs-salt --out /tmp/lv --deadline 460 -- --epochs 50"
+    assert bench.recorded_command(argv) == (  # a command that can be pasted back into a shell
+        "python benchmarks/levers.py --data data/tgs-salt --out /tmp/lv --deadline 460 --only '+ scSE' -- --epochs 50"
     )
 
 

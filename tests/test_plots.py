@@ -132,4 +132,9 @@ def test_a_lever_table_measured_in_part_marks_each_difference_with_its_own_seed(
     assert [line.get_marker() for line in ax.lines if line.get_xdata()[0] == 0.02] == ["s"]  # seed 1's square
     legend = [t.get_text() for t in ax.figure.legends[0].get_texts()]
     assert "seed 1 against its baseline" in legend and "seed 0 against its baseline" not in legend
+    assert [b.get_alpha() for b in ax.patches if b.get_height() == 0.5] == [0.15]  # pale: one seed, no spread
+    assert "pale: one seed so far, its difference (no spread)" in legend
+    plt.close(ax.figure)
+    ax = plot_lever_table(table, no_rerun_gap="no rerun yet").axes[0]  # the band's place says it is not measured
+    assert "no rerun yet" in [t.get_text() for t in ax.figure.legends[0].get_texts()]
     plt.close(ax.figure)

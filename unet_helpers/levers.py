@@ -51,6 +51,13 @@ ROWS: dict[str, list[str]] = {
 # itself was trained on 80/10/10, so the table's baseline is its recipe on 300 fewer training tiles.
 VAL_FRACTION, TEST_FRACTION = 0.2, 0.1
 
+
+def record_split(record: dict) -> dict:
+    """A record's split as {"val_fraction", "test_fraction"} (a record without one was dealt the table's split:
+    ``benchmarks/levers.py`` has always used it)."""
+    return record.get("split", dict(val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION))
+
+
 CYCLES, MIN_CYCLE = 5, 4  # cosine restarts: five cycles per main stage, each of at least 4 epochs
 
 
@@ -330,9 +337,18 @@ def merge_records(parts: list[dict]) -> dict:
     The parts must share the budget (main and fine-tune epochs). Each run's score comes from the first part
     that holds it. A row keeps the baseline of its own part where that part ran one for the seed (the same
     machine and call, the comparison the benchmark makes), else it takes the first baseline run of that seed.
+    Where every part names its command, each row also gets ``calls``: {seed: the index, in the merged record's
+    ``command`` (its commands joined by "; "), of the call that trained that run}, so that a reader can tell a
+    difference measured within one call from one measured across calls (and loans, and machines).
     """
     if not parts:
         raise ValueError("no records to merge")
+    splits = {tuple(record_split(part).values()) for part in parts}
+    if len(splits) > 1:
+        raise ValueError(
+            f"the parts dealt different splits (validation, held-out shares) {sorted(splits)}: each seed's baseline "
+            "is a reference only for runs on its own tiles; merge each split's parts on their own"
+        )
     budgets = {(part["epochs"], part["finetune_epochs"]) for part in parts}
     if len(budgets) > 1:
         raise ValueError(
@@ -346,12 +362,18 @@ def merge_records(parts: list[dict]) -> dict:
     names = list(dict.fromkeys(name for part in parts for name in part["rows"]))
     seeds = sorted({int(seed) for part in parts for seed in part["seeds"]})
     rows: dict[str, dict] = {name: {"scores": {}, "baselines": {}} for name in names}
+    commands = joined("command").split("; ") if all(part.get("command") for part in parts) else None
+    calls: dict[str, dict] = {name: {} for name in names}
     for part in parts:
+        own_commands = str(part.get("command")).split("; ")
         for name, row in part["rows"].items():
             for seed, score in row["scores"].items():
                 if score is not None and rows[name]["scores"].get(seed) is None:
                     rows[name]["scores"][seed] = score
                     rows[name]["baselines"][seed] = row["baselines"].get(seed)
+                    if commands is not None:  # a part's runs are its last call's, unless it says otherwise
+                        own = row.get("calls", {}).get(seed)
+                        calls[name][seed] = commands.index(own_commands[-1 if own is None else own])
             if row.get("note") and "note" not in rows[name]:
                 rows[name]["note"] = row["note"]
     baseline_scores = rows.get("baseline", {"scores": {}})["scores"]
@@ -363,6 +385,9 @@ def merge_records(parts: list[dict]) -> dict:
             else baseline_scores.get(str(s))
             for s in seeds
         }
+    if commands is not None:
+        for name, row in rows.items():
+            row["calls"] = {str(s): calls[name].get(str(s)) for s in seeds}
 
     def first_known(seed: str, run: int) -> float | None:
         return next((score for p in parts if (score := known_score(p, "baseline", seed, run)) is not None), None)
@@ -374,6 +399,7 @@ def merge_records(parts: list[dict]) -> dict:
             reruns[seed] = [first_known(seed, run) for run in range(runs)]
     merged = {key: value for key, value in parts[0].items() if key not in ("rows", "baseline_reruns")}
     merged.update(
+        split=record_split(parts[0]),
         device=joined("device"),
         date=joined("date"),
         command=joined("command"),

@@ -311,12 +311,15 @@ def plot_history(
 SEED_MARKERS = ("o", "s", "^")  # seeds 0, 1, 2 of a lever table
 
 
-def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: str = "") -> plt.Figure:
+def plot_lever_table(
+    table: list[dict], rerun_gap: float | None = None, title: str = "", no_rerun_gap: str | None = None
+) -> plt.Figure:
     """Each row's difference to the baseline, one dot per seed and a bar at their mean (``levers.summarise``).
 
     ``rerun_gap``: the gap between two runs of the very same command and seed, drawn as a grey band around zero:
-    a difference inside it is no larger than what running the baseline twice gave. A row with a ``note`` (not a
-    test of its lever) is hatched and starred.
+    a difference inside it is no larger than what running the baseline twice gave. Where that gap is not measured
+    yet, ``no_rerun_gap`` says so in the legend. A row with a ``note`` (not a test of its lever) is hatched and
+    starred; a row measured on one seed so far is drawn pale: its bar is that seed's difference, with no spread.
     """
     rows = [row for row in table if row["name"] != "baseline"]
     fig, ax = plt.subplots(figsize=(NOTEBOOK_WIDTH, 0.38 * len(rows) + 1.6), layout="constrained")
@@ -325,11 +328,14 @@ def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: s
     if rerun_gap:
         handles.append(Patch(color="0.88", label=f"within +- {rerun_gap:.3f}: what the same seed gave run twice"))
         ax.axvspan(-rerun_gap, rerun_gap, color="0.88")
+    elif no_rerun_gap:
+        handles.append(Patch(facecolor="white", edgecolor="0.6", label=no_rerun_gap))
     ax.axvline(0, color="0.3", lw=1)
     seeds_drawn: set[int] = set()
     for k, row in zip(y, rows):
         color = "C2" if row["name"].startswith("+") else "C0"
-        ax.barh(k, row["difference"], height=0.5, color=color, alpha=0.45, hatch="//" if row.get("note") else None)
+        alpha = 0.45 if len(row["differences"]) > 1 else 0.15  # one seed: no mean, no spread
+        ax.barh(k, row["difference"], height=0.5, color=color, alpha=alpha, hatch="//" if row.get("note") else None)
         seed_ids = row.get("difference_seeds", range(len(row["differences"])))  # which seed each difference is
         for seed, difference in zip(seed_ids, row["differences"]):
             ax.plot([difference], [k], SEED_MARKERS[seed % 3], color=color, markersize=5)
@@ -349,12 +355,14 @@ def plot_lever_table(table: list[dict], rerun_gap: float | None = None, title: s
         Patch(color="C2", alpha=0.45, label="mean over seeds: a lever added"),
         Patch(color="C0", alpha=0.45, label="mean over seeds: a part of medium-strong taken away"),
     ]
+    if any(len(row["differences"]) == 1 for row in rows):
+        handles.append(Patch(color="0.5", alpha=0.15, label="pale: one seed so far, its difference (no spread)"))
     if any(row.get("note") for row in rows):
         handles.append(
             Patch(facecolor="white", edgecolor="0.3", hatch="//", label="* not a test of its lever (its note)")
         )
     ax.set_yticks(y, [row["name"] + (" *" if row.get("note") else "") for row in rows])
-    ax.set_xlabel("held-out tgs_score minus the baseline's (left of 0: worse than medium-strong)")
+    ax.set_xlabel("held-out tgs_score minus the baseline's (left of 0: worse than the baseline)")
     ax.set_title(title or "each row against the baseline", fontsize=10)
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return fig
