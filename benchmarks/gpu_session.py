@@ -10,8 +10,8 @@ In order, each part with its own time limit so that a slow part cannot starve th
 2. notebooks 04 (every recipe's full schedule) and 05, executed top to bottom with fast mode off, alone on
    the GPU, so that their wall times are what a learner on this card would see;
 3. side by side until the budget's end: the flagship candidates (the winners' levers together, on one split)
-   and the lever table (``levers.py``, every row with two seeds). Their epochs are sized from part 1's
-   measurement: the GPU time one medium-strong epoch takes (its seconds times the share of them the GPU was
+   and the lever table (``levers.py``, every row with ``--lever-seeds``, two by default). Their epochs are sized
+   from part 1's measurement: the GPU time one medium-strong epoch takes (its seconds times the share of them the GPU was
    busy) and the GPU time left;
 4. each finished candidate exported (post-processing chosen on its validation tiles, its held-out tiles scored
    once), and everything small packed into ``--pack-dir`` every minute and at the end.
@@ -40,8 +40,8 @@ arithmetic, 2.4 times the candidate's; not measured):
 The fourth session had no GPU. It took the candidates' 0.065-0.066 gap between validation and held-out apart
 (``benchmarks/split_gap.py``, notebook 08 section 6): about 0.038 is the tiles (a split that about one random split in
 ten matches), 0.003-0.009 the post-processing and about 0.02 left, most likely the epoch chosen on validation (not
-measured apart). (A second seed, in the sixth session, read the tiles' part as 0.056; averaged over the two seeds it
-is 0.047, which about one random split in twenty matches, and 0.009-0.017 is left.) So their validation scores
+measured apart). (A second seed, in the sixth session, read the tiles' part as 0.056, and a third, in the seventh, as 0.038;
+averaged over the three seeds it is 0.044, which about one random split in twenty matches, and 0.009-0.020 is left.) So their validation scores
 (0.84-0.85) overstate them, and the held-out 0.78 is the number to beat.
 What the winners did beyond one network was folds, so the next loan goes to them before the wider network: a 5-fold
 cross-validation over medium-strong's 2,700 training and validation tiles (its held-out tiles stay out), each fold

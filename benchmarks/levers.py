@@ -117,6 +117,7 @@ class Runner:
         self.exports: ThreadPoolExecutor | None = None  # run() opens it; job() hands it each trained run
         self.durations: list[float] = []  # seconds each training of this call took, start to finish
         self.left: list[str] = []  # the runs not started, as they would not have finished by the deadline
+        self.done_before: set[tuple[str, int, int]] = set()  # runs an earlier call trained in the same --out
         self.failures = 0  # runs that failed in training, in export or with an error
         self.deadline: float | None = getattr(args, "deadline", None)
         self.env = dict(os.environ)
@@ -168,6 +169,8 @@ class Runner:
         run = run_dir(name, seed, self.args, repeat)
         run.mkdir(parents=True, exist_ok=True)
         if card_path(name, seed, self.args, repeat).is_file():
+            with self.lock:
+                self.done_before.add((name, seed, repeat))
             return self.say(f"{label(name, seed, repeat)}: done (trained and exported in an earlier call)")
         if not self.would_finish():
             with self.lock:
@@ -323,7 +326,19 @@ def main() -> None:
         finetune_epochs=finetune_epochs,
         split=dict(val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION),
         seeds=args.seeds,
-        rows={name: dict(scores=scores[name], baselines=scores["baseline"]) for name in rows},
+        rows={
+            name: dict(
+                scores=scores[name],
+                baselines=scores["baseline"],
+                # 0: this call (the record's one command) trained the run; None: not measured, or an earlier call
+                # in the same --out did, whose command this record does not hold
+                calls={
+                    str(seed): None if scores[name][str(seed)] is None or (name, seed, 0) in runner.done_before else 0
+                    for seed in args.seeds
+                },
+            )
+            for name in rows
+        },
         baseline_reruns={  # None: a run still to come (the next part, or a resumed call, trains it)
             str(seed): [held_out("baseline", seed, args, k) for k in range(args.baseline_runs)] for seed in args.seeds
         }

@@ -4,14 +4,16 @@
         --record unet_helpers/records/split-gap-seed0.json
     python benchmarks/split_gap.py --data data/tgs-salt --epochs 30 --seed 1 --out runs/split-gap-seed1 \\
         --record unet_helpers/records/split-gap-seed1.json
+    python benchmarks/split_gap.py --data data/tgs-salt --epochs 30 --seed 2 --out runs/split-gap-seed2 \\
+        --record unet_helpers/records/split-gap-seed2.json
 
 Every shipped model scores 0.06-0.09 higher on its validation tiles than on its held-out tiles. Part of that is
 choice: the checkpoint, threshold, minimum area and TTA were all chosen on the validation tiles, so they fit them. This
 script takes choice away. It trains medium-strong's recipe (main stage only, shortened to ``--epochs``) on
 medium-strong's 2,400 training tiles and, after every epoch, scores that epoch's network on medium-strong's 300
 validation tiles and its 300 held-out tiles alike: threshold 0.5, no minimum area, no TTA. What gap is left at an epoch
-that no one chose is the tiles themselves, as this network and this seed see them; a second ``--seed`` (other initial
-weights, batches and flips, the same tiles) shows how much of it is the seed. The record (one line per epoch, and
+that no one chose is the tiles themselves, as this network and this seed see them; more ``--seed``s (other initial
+weights, batches and flips, the same tiles) show how much of it is the seed. The record (one line per epoch, and
 every tile's score at the last epoch) is written after every epoch; ``--resume`` continues an interrupted run, and
 first scores the epoch of its last checkpoint if the record lacks it. About 65 s an epoch on 2 CPU cores.
 """

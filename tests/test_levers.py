@@ -323,6 +323,9 @@ def test_a_table_measured_in_parts_merges_into_one_record():
     assert merge_records([first, third_call, merged])["rows"]["+ a"]["calls"] == {"0": 0, "1": 1}
     assert merge_records([merged, third_call])["rows"]["+ a"]["calls"] == {"0": 0, "1": 1}
     assert merge_records([first, {**second, "command": "part 3"}])["rows"]["+ a"]["calls"] == {"0": 0, "1": 1}
+    # a run the part found trained by an earlier call of the same folder, whose command it does not hold: unknown
+    found = {**second, "command": "part 3", "rows": {"+ a": {**second["rows"]["+ a"], "calls": {"0": None, "1": None}}}}
+    assert merge_records([first, found])["rows"]["+ a"]["calls"] == {"0": 0, "1": None}
     with pytest.raises(ValueError, match=r"different budgets.*\(8, 2\), \(50, 15\)"):
         merge_records([first, {**second, "epochs": 8, "finetune_epochs": 2}])
     # a part dealt on another split compared its rows on other tiles: refused, whatever its budget
@@ -556,16 +559,16 @@ def test_resplit_gaps_keep_each_class_count_per_side_and_tell_a_real_difference_
 def test_a_split_gap_seed_never_measured_is_refused_with_the_seeds_that_were():
     from unet_helpers.levers import load_split_gap
 
-    with pytest.raises(FileNotFoundError, match=r"seed 7.*\[0, 1\]"):
+    with pytest.raises(FileNotFoundError, match=r"seed 7.*\[0, 1, 2\]"):
         load_split_gap(7)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_split_gap_record_scores_medium_strongs_own_tiles_at_every_epoch(seed):
     from unet_helpers.levers import load_flagship_candidates, load_split_gap, split_gap_seeds
     from unet_helpers.pretrained import load_card
 
-    assert split_gap_seeds() == [0, 1]  # notebook 08 reads both
+    assert split_gap_seeds() == [0, 1, 2]  # notebook 08 reads all three
     record, card = load_split_gap(seed), load_card("medium-strong")
     assert record["seed"] == seed and f"--seed {seed}" in record["command"]
     assert [row["epoch"] for row in record["per_epoch"]] == list(range(1, record["epochs"] + 1))
@@ -682,6 +685,22 @@ def test_the_lever_benchmark_trains_the_next_run_while_the_last_one_is_exported(
     bench.Runner(args, []).run([("baseline", 0, 0), ("+ scSE", 0, 0)])
     assert bench.held_out("+ scSE", 0, args) == 0.71
     assert bench.held_out("baseline", 0, args) == 0.7  # the second run trained while the first was exported
+
+
+def test_a_run_an_earlier_call_trained_in_the_same_folder_is_not_trained_again_and_is_marked_so(
+    tmp_path, monkeypatch, capsys
+):
+    import argparse
+
+    bench = load_levers_benchmark()
+    args = argparse.Namespace(out=tmp_path, parallel=1, data=tmp_path, device_batches=False, deadline=None)
+    monkeypatch.setattr(bench, "train_command", lambda *a, **k: python_command("raise SystemExit(5)"))
+    card = bench.card_path("+ scSE", 1, args)
+    card.parent.mkdir(parents=True)
+    card.write_text('{"held_out": {"tgs": 0.7}}')  # what an earlier call on this machine left
+    runner = bench.Runner(args, [])
+    assert runner.run([("+ scSE", 1, 0)]) == 0  # no training was started (it would have failed with 5)
+    assert runner.done_before == {("+ scSE", 1, 0)} and "earlier call" in capsys.readouterr().out
 
 
 def test_the_lever_benchmark_starts_no_training_that_would_not_finish_by_its_deadline(tmp_path, monkeypatch, capsys):

@@ -338,8 +338,8 @@ def merge_records(parts: list[dict]) -> dict:
     that holds it. A row keeps the baseline of its own part where that part ran one for the seed (the same
     machine and call, the comparison the benchmark makes), else it takes the first baseline run of that seed.
     Where every part names its command, each row also gets ``calls``: {seed: the index, in the merged record's
-    ``command`` (its commands joined by "; "), of the call that trained that run}, so that a reader can tell a
-    difference measured within one call from one measured across calls (and loans, and machines).
+    ``command`` (its commands joined by "; "), of the call that trained that run, or None where no part knows}, so
+    that a reader can tell a difference measured within one call from one measured across calls (and loans).
     """
     if not parts:
         raise ValueError("no records to merge")
@@ -371,9 +371,11 @@ def merge_records(parts: list[dict]) -> dict:
                 if score is not None and rows[name]["scores"].get(seed) is None:
                     rows[name]["scores"][seed] = score
                     rows[name]["baselines"][seed] = row["baselines"].get(seed)
-                    if commands is not None:  # a part's runs are its last call's, unless it says otherwise
-                        own = row.get("calls", {}).get(seed)
-                        calls[name][seed] = commands.index(own_commands[-1 if own is None else own])
+                    if commands is not None and "calls" not in row:  # a part that does not say: its last call's
+                        calls[name][seed] = commands.index(own_commands[-1])
+                    elif commands is not None:  # an index into the part's own commands, or None: not known
+                        own = row["calls"].get(seed)
+                        calls[name][seed] = None if own is None else commands.index(own_commands[own])
             if row.get("note") and "note" not in rows[name]:
                 rows[name]["note"] = row["note"]
     baseline_scores = rows.get("baseline", {"scores": {}})["scores"]
