@@ -44,6 +44,7 @@ import torch
 
 from unet_helpers.levers import (
     ROWS,
+    SPLIT,
     TEST_FRACTION,
     VAL_FRACTION,
     known_score,
@@ -238,10 +239,9 @@ def read_record(path: Path, epochs: int, finetune_epochs: int) -> dict:
             f"epochs, this call for {epochs} + {finetune_epochs}: give the trainer the same --epochs and "
             "--finetune-epochs after --"
         )
-    split = dict(val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION)
-    if record_split(record) != split:
+    if record_split(record) != SPLIT:
         raise SystemExit(
-            f"error: --previous {path} dealt the split {record_split(record)}, this call deals {split}: the table's "
+            f"error: --previous {path} dealt the split {record_split(record)}, this call deals {SPLIT}: the table's "
             "rows are compared seed by seed on the same tiles, so its parts must share the split"
         )
     return record
@@ -324,7 +324,7 @@ def main() -> None:
         command=recorded_command(sys.argv[1:]),
         epochs=epochs,
         finetune_epochs=finetune_epochs,
-        split=dict(val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION),
+        split=SPLIT,
         seeds=args.seeds,
         rows={
             name: dict(

@@ -50,12 +50,13 @@ ROWS: dict[str, list[str]] = {
 # and 10% held out (300). The trainer's own default validation share with ``--test-fraction 0.1``; medium-strong
 # itself was trained on 80/10/10, so the table's baseline is its recipe on 300 fewer training tiles.
 VAL_FRACTION, TEST_FRACTION = 0.2, 0.1
+SPLIT = dict(val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION)  # as a record holds it
 
 
 def record_split(record: dict) -> dict:
     """A record's split as {"val_fraction", "test_fraction"} (a record without one was dealt the table's split:
     ``benchmarks/levers.py`` has always used it)."""
-    return record.get("split", dict(val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION))
+    return record.get("split", SPLIT)
 
 
 CYCLES, MIN_CYCLE = 5, 4  # cosine restarts: five cycles per main stage, each of at least 4 epochs
@@ -407,7 +408,7 @@ def merge_records(parts: list[dict]) -> dict:
         command=joined("command"),
         seeds=seeds,
         # one command per part: a part that is a merge of the ones before it (levers.py --previous) is not counted twice
-        parts=len(joined("command").split("; ")) if all(part.get("command") for part in parts) else len(parts),
+        parts=len(commands) if commands is not None else len(parts),
         rows=rows,
         baseline_reruns=reruns,
     )
