@@ -104,6 +104,11 @@ seed 2 of all 14, and the baseline's second run of each seed) take two more loan
 
 then the same with the first call's record (saved as ``-part4.json``) added to ``--lever-previous`` and ``--budget
 520`` (a timeout of about 440 s fits what the loan has left).
+
+The eighth session had no GPU. ``levers.py`` now trains a seed's baseline rerun right after that seed's rows
+(``job_order``), where it had come after every seed's rows: with the part 3 record, the next loan's 16 runs are seed 0's
+rerun, the nine rows' seed 1, seed 1's rerun and the first five runs of seed 2 (its baseline first), so that after it
+every row has two seeds and the rerun gap is measured on two seeds, the runs a verdict needs.
 """
 
 from __future__ import annotations

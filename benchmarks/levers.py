@@ -222,6 +222,21 @@ class Runner:
                 process.terminate()
 
 
+def job_order(rows: list[str], seeds: list[int], baseline_runs: int = 2) -> list[tuple[str, int, int]]:
+    """The (row, seed, repeat) runs in the order they are trained: seed by seed, every row once, then the baseline
+    again (``repeat`` 1, 2, ...: the same command in another folder, how far the same run lands from itself, the
+    noise every difference is read against), before any row's next seed.
+
+    A table measured in parts (``--previous``) skips what earlier parts hold, so this order decides what a part
+    adds: a seed's rerun comes before the next seed's rows, and the table gets a row's second seed and its rerun
+    gap before any row's third seed, the runs that let a difference be read at all."""
+    jobs = []
+    for seed in seeds:
+        jobs += [(name, seed, 0) for name in rows]
+        jobs += [("baseline", seed, repeat) for repeat in range(1, baseline_runs)]
+    return jobs
+
+
 def held_out(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> float | None:
     """The run's held-out tgs_score (post-processing chosen on its validation tiles), None if it did not finish."""
     card = card_path(name, seed, args, repeat)
@@ -301,10 +316,7 @@ def main() -> None:
     rows = args.only or list(ROWS)
     if "baseline" not in rows:
         rows = ["baseline", *rows]  # every difference needs its baseline
-    jobs = [(name, seed, 0) for seed in args.seeds for name in rows]  # every row's first seed before any row's second
-    # the baseline again, the same command in another folder: how far the same run lands from itself (on a GPU,
-    # kernels are not bit-for-bit reproducible), the noise every difference is read against
-    jobs += [("baseline", seed, repeat) for seed in args.seeds for repeat in range(1, args.baseline_runs)]
+    jobs = job_order(rows, args.seeds, args.baseline_runs)
     epochs = epochs_of(extra) or row_recipe("baseline").epochs
     finetune_epochs = epochs_of(extra, "--finetune-epochs")
     finetune_epochs = row_recipe("baseline", epochs).finetune_epochs if finetune_epochs is None else finetune_epochs

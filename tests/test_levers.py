@@ -372,6 +372,32 @@ def test_the_lever_record_at_medium_strongs_budget_says_how_many_of_its_runs_are
     assert all(row["seeds"] >= 1 for row in summarise(record))
 
 
+def test_the_lever_table_trains_every_rows_second_seed_and_the_rerun_gap_before_any_third_seed():
+    """Measured in parts of about 16 runs a GPU loan, the table reads best after each loan when a seed's baseline rerun
+    (the noise a difference is read against) and every row's second seed come before any row's third seed."""
+    from unet_helpers.levers import ROWS, known_score, load_record
+
+    bench = load_levers_benchmark()
+    rows = list(ROWS)
+    jobs = bench.job_order(rows, [0, 1, 2], baseline_runs=2)
+    assert len(jobs) == len(set(jobs)) == 45 and jobs[0] == ("baseline", 0, 0)
+    assert jobs[len(rows)] == ("baseline", 0, 1)  # seed 0's rerun right after seed 0's rows
+    second_seed = max(jobs.index((name, 1, 0)) for name in rows)
+    assert second_seed < jobs.index(("baseline", 1, 1)) < min(jobs.index((name, 2, 0)) for name in rows)
+    assert bench.job_order(rows, [0], baseline_runs=1) == [(name, 0, 0) for name in rows]
+
+    # the next loan after the shipped record: the 16 runs it trains give every row two seeds and both reruns
+    record = load_record("levers-h200-50+15-epochs")
+    todo = [job for job in jobs if known_score(record, *job) is None]
+    next_loan = todo[:16]
+    assert ("baseline", 0, 1) in next_loan and ("baseline", 1, 1) in next_loan
+    for name in rows:
+        seeds = [
+            seed for seed in (0, 1, 2) if known_score(record, name, seed) is not None or (name, seed, 0) in next_loan
+        ]
+        assert len(seeds) >= 2, name
+
+
 def test_a_notebook_row_is_split_and_trained_as_the_benchmark_trains_it(tmp_path, monkeypatch):
     import unet_helpers.levers as levers
     from unet_helpers.data import load_tgs_split
