@@ -106,9 +106,13 @@ then the same with the first call's record (saved as ``-part4.json``) added to `
 520`` (a timeout of about 440 s fits what the loan has left).
 
 The eighth session had no GPU. ``levers.py`` now trains a seed's baseline rerun right after that seed's rows
-(``job_order``), where it had come after every seed's rows: with the part 3 record, the next loan's 16 runs are seed 0's
-rerun, the nine rows' seed 1, seed 1's rerun and the first five runs of seed 2 (its baseline first), so that after it
-every row has two seeds and the rerun gap is measured on two seeds, the runs a verdict needs.
+(``job_order``), where it had come after every seed's rows. And the row without batch norm now fine-tunes at 1e-5, a
+tenth of its main rate as in medium-strong, where it had kept medium-strong's 3e-4 (three times its main rate; in
+notebook 08's demonstration that fine-tune collapsed and the main stage's weights were kept): every record's row now
+holds the ``options`` it was trained with, and ``--previous`` trains again the runs of a row that has changed since.
+So 27 runs are left, and with the part 3 record the next loan's 16 are seed 0's run without batch norm, seed 0's rerun,
+the nine rows' seed 1, seed 1's rerun and the first four runs of seed 2 (its baseline first): after it every row has
+two seeds and the rerun gap is measured on two seeds, the runs a verdict needs. The commands are the ones above.
 """
 
 from __future__ import annotations
@@ -300,6 +304,8 @@ def side_by_side(s: Session, epoch: dict, end: float) -> None:
     flagship_epochs = 5 if s.args.smoke else s.args.flagship_epochs or min(max(flagship_epochs, 20), 400)
     lever_epochs = int((1 - share) * capacity / (gpu_per_epoch * LEVER_ROWS * len(s.args.lever_seeds)))
     lever_epochs = 1 if s.args.smoke else s.args.lever_epochs or min(max(lever_epochs, 8), 50)
+    while lever_epochs > 8 and not whole_cycles(lever_epochs):  # the cosine-restart row's cycles must fit its epochs
+        lever_epochs -= 1
     plan = s.work / "plan.json"  # a resumed session keeps the first one's epochs (a run resumes only as planned)
     if plan.is_file():
         flagship_epochs, lever_epochs = json.loads(plan.read_text()).values()
@@ -383,6 +389,18 @@ def export_flagship(s: Session, end: float) -> None:
         held_out = json.loads(card.read_text())["held_out"]["tgs"] if card.is_file() else None
         done = time.perf_counter() - started  # all started together: this one had finished by then
         s.say(f"flagship {name}: exported within {done:.0f} s of the exports' start, held-out tgs_score {held_out}")
+
+
+def whole_cycles(epochs: int) -> bool:
+    """Whether the lever table's cosine-restart row can train ``epochs`` main epochs in whole cycles
+    (``unet_helpers.levers.cycle_epochs``, imported here only: the rest of this script does not need torch)."""
+    sys.path.insert(0, str(ROOT))
+    from unet_helpers.levers import cycle_epochs
+
+    try:
+        return cycle_epochs(epochs) > 0
+    except ValueError:
+        return False
 
 
 def main() -> None:

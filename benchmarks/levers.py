@@ -47,6 +47,7 @@ from unet_helpers.levers import (
     SPLIT,
     TEST_FRACTION,
     VAL_FRACTION,
+    changed_rows,
     known_score,
     markdown_table,
     merge_records,
@@ -54,6 +55,7 @@ from unet_helpers.levers import (
     row_options,
     row_recipe,
     summarise,
+    without_changed_rows,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,17 +71,25 @@ def run_dir(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> 
 
 def train_command(name: str, seed: int, args: argparse.Namespace, extra: list[str], repeat: int = 0) -> list[str]:
     command = [sys.executable, "-m", "unet_helpers.train", "--data", str(args.data), "--recipe", "medium-strong"]
+    # the trainer options after -- change the baseline, so they come first: the row's own change comes after them
+    # and wins (the last of an option counts), or "- Lovasz stage" given --finetune-epochs 15 would be the baseline
+    command += extra + (["--device-batches"] if args.device_batches else [])
     command += row_options(name, epochs_of(extra)) + ["--seed", str(seed)]
     command += ["--val-fraction", str(VAL_FRACTION), "--test-fraction", str(TEST_FRACTION)]  # as levers.train_row
     command += ["--out", str(run_dir(name, seed, args, repeat))]
-    command += ["--resume", "--no-progress", "--processes", "1"]
-    return command + (["--device-batches"] if args.device_batches else []) + extra
+    return command + ["--resume", "--no-progress", "--processes", "1"]
 
 
 def epochs_of(extra: list[str], option: str = "--epochs") -> int | None:
     """The main (or with ``option="--finetune-epochs"`` fine-tune) epochs given to the trainer after ``--``
-    (None: the recipe's own)."""
-    return int(extra[extra.index(option) + 1]) if option in extra else None
+    (None: the recipe's own), written ``--epochs 8`` or ``--epochs=8``; the last one counts, as for the trainer."""
+    value = None
+    for k, item in enumerate(extra):
+        if item == option and k + 1 < len(extra):
+            value = int(extra[k + 1])
+        elif item.startswith(option + "="):
+            value = int(item.split("=", 1)[1])
+    return value
 
 
 def card_path(name: str, seed: int, args: argparse.Namespace, repeat: int = 0) -> Path:
@@ -321,6 +331,13 @@ def main() -> None:
     finetune_epochs = epochs_of(extra, "--finetune-epochs")
     finetune_epochs = row_recipe("baseline", epochs).finetune_epochs if finetune_epochs is None else finetune_epochs
     previous = [read_record(path, epochs, finetune_epochs) for path in args.previous]
+    for path, part in zip(args.previous, previous):
+        for name in changed_rows(part):
+            print(
+                f"--previous {path}: {name!r} was trained with {part['rows'][name]['options']}, the row is now "
+                f"{ROWS[name]}: its runs there are trained again"
+            )
+    previous = [without_changed_rows(part) for part in previous]
     runner = Runner(args, extra, merge_records(previous) if previous else None)
     if args.deadline is not None:
         timer = threading.Timer(args.deadline, runner.stop)
@@ -340,6 +357,7 @@ def main() -> None:
         seeds=args.seeds,
         rows={
             name: dict(
+                options=ROWS[name],  # what the runs were trained with: a later change of the row retrains them
                 scores=scores[name],
                 baselines=scores["baseline"],
                 # 0: this call (the record's one command) trained the run; None: not measured, or an earlier call

@@ -221,6 +221,19 @@ def test_every_row_is_medium_strong_with_its_one_change():
     assert (restarts.scheduler, restarts.cycle_epochs, restarts.snapshot_average) == ("cosine_restarts", 10, True)
     # a short run still restarts, and each cycle still anneals (the rate steps once an epoch): 8 epochs, 2 cycles of 4
     assert row_recipe("+ cosine restarts, snapshots averaged", epochs=8).cycle_epochs == 4
+    # and every budget is whole cycles: a run that stopped part way up a cycle would end at a high rate
+    for epochs, cycle in ((50, 10), (20, 4), (12, 4), (30, 6), (16, 4)):
+        assert row_recipe("+ cosine restarts, snapshots averaged", epochs=epochs).cycle_epochs == cycle
+        assert epochs % cycle == 0 and 2 <= epochs // cycle <= 5
+    with pytest.raises(ValueError, match="13 main epochs do not divide.*e.g. 10, 12, 14, 15, 16"):
+        row_recipe("+ cosine restarts, snapshots averaged", epochs=13)
+    # without batch norm both stages train at a thirtieth of the rates: the fine-tune a tenth of the main stage's, as
+    # in medium-strong (at medium-strong's 3e-4 it would train three times faster than the main stage)
+    no_bn = row_recipe("- batch norm (lr 1e-4)")
+    assert no_bn.model["batch_norm"] is False and (no_bn.lr, no_bn.finetune_lr) == (1e-4, 1e-5)
+    assert strong.lr / strong.finetune_lr == pytest.approx(10) == no_bn.lr / no_bn.finetune_lr
+    # the side follows the network: four poolings fit 101 in 104 pixels, five in 112
+    assert (row_recipe("- fifth level").side, strong.side) == (104, 112)
     short = row_recipe("+ symmetric Lovasz", epochs=8)  # the fine-tune keeps its share: 50 + 15 -> 8 + 2
     assert (short.epochs, short.finetune_epochs, short.finetune_loss) == (8, 2, "lovasz_symmetric")
     assert len(ROWS) == 14 and sum(name.startswith("+") for name in ROWS) == 7
@@ -375,7 +388,7 @@ def test_the_lever_record_at_medium_strongs_budget_says_how_many_of_its_runs_are
 def test_the_lever_table_trains_every_rows_second_seed_and_the_rerun_gap_before_any_third_seed():
     """Measured in parts of about 16 runs a GPU loan, the table reads best after each loan when a seed's baseline rerun
     (the noise a difference is read against) and every row's second seed come before any row's third seed."""
-    from unet_helpers.levers import ROWS, known_score, load_record
+    from unet_helpers.levers import ROWS, known_score, load_record, without_changed_rows
 
     bench = load_levers_benchmark()
     rows = list(ROWS)
@@ -386,16 +399,84 @@ def test_the_lever_table_trains_every_rows_second_seed_and_the_rerun_gap_before_
     assert second_seed < jobs.index(("baseline", 1, 1)) < min(jobs.index((name, 2, 0)) for name in rows)
     assert bench.job_order(rows, [0], baseline_runs=1) == [(name, 0, 0) for name in rows]
 
-    # the next loan after the shipped record: the 16 runs it trains give every row two seeds and both reruns
-    record = load_record("levers-h200-50+15-epochs")
+    # the next loan after the shipped record: the 16 runs it trains give every row two seeds and both reruns (and
+    # train again seed 0's run of the batch-norm row, which has changed since)
+    record = without_changed_rows(load_record("levers-h200-50+15-epochs"))
     todo = [job for job in jobs if known_score(record, *job) is None]
     next_loan = todo[:16]
     assert ("baseline", 0, 1) in next_loan and ("baseline", 1, 1) in next_loan
+    assert next_loan[0] == ("- batch norm (lr 1e-4)", 0, 0) and len(todo) == 27
     for name in rows:
         seeds = [
             seed for seed in (0, 1, 2) if known_score(record, name, seed) is not None or (name, seed, 0) in next_loan
         ]
         assert len(seeds) >= 2, name
+
+
+def test_a_rows_own_change_wins_over_the_trainer_options_the_benchmark_passes_on(tmp_path):
+    """The options after ``--`` change the baseline for every row; a row's own change must still be made, or
+    "- Lovasz stage" given --finetune-epochs 15 would train exactly as the baseline does."""
+    from unet_helpers.train import parse_args
+
+    bench = load_levers_benchmark()
+    args = argparse.Namespace(data=tmp_path, out=tmp_path / "runs", device_batches=False)
+    extra = ["--epochs=8", "--finetune-epochs", "2", "--lr", "0.002"]
+    assert bench.epochs_of(extra) == 8 and bench.epochs_of(extra, "--finetune-epochs") == 2
+    assert bench.epochs_of(["--epochs", "8", "--epochs", "9"]) == 9 and bench.epochs_of([]) is None
+
+    def parsed(name):
+        command = bench.train_command(name, 0, args, extra)
+        return parse_args(command[command.index("--data") :])
+
+    assert (parsed("baseline").finetune_epochs, parsed("baseline").lr) == (2, 0.002)
+    assert parsed("- Lovasz stage").finetune_epochs == 0 and parsed("- Lovasz stage").epochs == 8
+    assert (parsed("- batch norm (lr 1e-4)").lr, parsed("- batch norm (lr 1e-4)").finetune_lr) == (1e-4, 1e-5)
+    assert parsed("+ cosine restarts, snapshots averaged").cycle_epochs == 4
+
+
+def test_a_row_changed_since_an_earlier_part_is_trained_again():
+    """Each row of a record holds the options its runs were trained with. When a row changes (the batch-norm row's
+    fine-tune rate, 2026-11-27), the runs the earlier parts hold of it are taken out, so the next part trains them
+    again, and no merge mixes runs of two trainings in one row."""
+    from unet_helpers.levers import (
+        ROWS,
+        changed_rows,
+        known_score,
+        load_record,
+        merge_records,
+        without_changed_rows,
+    )
+
+    no_bn = "- batch norm (lr 1e-4)"
+    old = ["--no-batch-norm", "--lr", "1e-4"]
+
+    def part(options, score, command):
+        return {
+            "epochs": 50, "finetune_epochs": 15, "seeds": [0], "command": command,
+            "rows": {
+                "baseline": {"options": [], "scores": {"0": 0.70}, "baselines": {"0": 0.70}, "calls": {"0": 0}},
+                no_bn: {"options": options, "scores": {"0": score}, "baselines": {"0": 0.70}, "calls": {"0": 0},
+                        "note": "about the old run"},
+            },
+        }  # fmt: skip
+
+    earlier = part(old, 0.69, "call a")
+    assert changed_rows(earlier) == [no_bn] and changed_rows(part(ROWS[no_bn], 0.69, "c")) == []
+    cleaned = without_changed_rows(earlier)
+    assert known_score(cleaned, no_bn, 0) is None and known_score(cleaned, "baseline", 0) == 0.70
+    assert cleaned["rows"][no_bn]["options"] == ROWS[no_bn] and "note" not in cleaned["rows"][no_bn]
+    assert earlier["rows"][no_bn]["scores"] == {"0": 0.69}  # the part itself is left as it was
+    merged = merge_records([cleaned, part(ROWS[no_bn], 0.72, "call b")])
+    assert merged["rows"][no_bn]["scores"] == {"0": 0.72} and merged["rows"][no_bn]["options"] == ROWS[no_bn]
+    assert merged["rows"][no_bn]["calls"] == {"0": 1} and merged["rows"]["baseline"]["calls"] == {"0": 0}
+    with pytest.raises(ValueError, match="different options.*without_changed_rows"):
+        merge_records([earlier, part(ROWS[no_bn], 0.72, "call b")])
+    # the shipped records: the batch-norm row's runs were trained at the old fine-tune rate, and say so
+    for name in ("levers-h200-8+2-epochs", "levers-h200-50+15-epochs"):
+        record = load_record(name)
+        assert changed_rows(record) == [no_bn] and record["rows"][no_bn]["options"] == old
+        assert "3e-4" in record["rows"][no_bn]["note"] and "1e-5" in record["rows"][no_bn]["note"]
+        assert all(row["options"] == ROWS[n] for n, row in record["rows"].items() if n != no_bn)
 
 
 def test_a_notebook_row_is_split_and_trained_as_the_benchmark_trains_it(tmp_path, monkeypatch):
@@ -539,6 +620,14 @@ def test_a_row_trains_and_is_scored_on_its_held_out_tiles(tmp_path):
     assert 0 <= got["held_out_tgs"] <= 1 and got["threshold"] in THRESHOLDS and got["min_area"] in MIN_AREAS
     again = train_row("+ scSE", arrays, tmp_path / "run", torch.device("cpu"), epochs=1, limit_train=8, progress=False)
     assert again["held_out_tgs"] == got["held_out_tgs"]  # the finished run is loaded, not trained again
+    # flip TTA is chosen on the validation tiles, as the benchmark's export chooses it (a tie: without)
+    fixed = {
+        flip: train_row("+ scSE", arrays, tmp_path / "run", torch.device("cpu"), epochs=1, tta=flip, progress=False)
+        for flip in (False, True)
+    }
+    assert got["tta"] == (fixed[True]["val_tgs"] > fixed[False]["val_tgs"])
+    assert got["val_tgs"] == max(f["val_tgs"] for f in fixed.values())
+    assert got["held_out_tgs"] == fixed[got["tta"]]["held_out_tgs"]
 
 
 def test_the_bootstrap_interval_holds_the_mean_and_narrows_with_more_tiles():

@@ -11,6 +11,7 @@ from unet_helpers import predict as predict_cli
 from unet_helpers import pretrained
 from unet_helpers import train as train_cli
 from unet_helpers.data import check_submission, load_tgs_split, make_synthetic_tgs
+from unet_helpers.engine import save_checkpoint
 from unet_helpers.models import UNet, count_parameters
 from unet_helpers.postprocess import choose_postprocessing, to_masks
 from unet_helpers.recipes import RECIPES
@@ -250,6 +251,13 @@ def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, 
     assert card["data"]["held_out_ids"] == split["test"] and card["held_out"]["tiles"] == len(split["test"])
     assert card["training"]["device"] == "test CPU" and len(card["history"]["epoch"]) == 2
     assert card["torch"] == torch.__version__
+    assert card["training"]["chosen_checkpoint"] in ("main stage, epoch 1", "main stage, epoch 2")
+    # A snapshot average that won on validation is named as one, not by the epoch of the best.pt it was saved beside.
+    best = torch.load(run / "best.pt", weights_only=False)
+    save_checkpoint(run / "averaged.pt", **{**best, "best_score": 2.0}, averaged_epochs=[1, 2])
+    averaged = pretrained.export(run, tiny_root, name="small-same", out_dir=tmp_path / "averaged", device_note="CPU")
+    assert averaged["training"]["chosen_checkpoint"] == "main stage, the average of the snapshots of epochs 1, 2"
+    (run / "averaged.pt").unlink()
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
     monkeypatch.setattr(pretrained, "NAMES", ("small-same",))
     model, loaded = pretrained.load_pretrained("small-same")

@@ -37,7 +37,9 @@ ROWS: dict[str, list[str]] = {
     "+ empty/non-empty head, deep supervision": ["--salt-head"],
     # its cycle length follows the budget (row_options): five cycles of the main stage, 10 epochs each at 50
     "+ cosine restarts, snapshots averaged": ["--scheduler", "cosine_restarts", "--snapshot-average"],
-    "- batch norm (lr 1e-4)": ["--no-batch-norm", "--lr", "1e-4"],
+    # without batch norm 3e-3 diverges: both stages train at a thirtieth of medium-strong's rates (its fine-tune at
+    # 3e-4, three times this main rate, collapsed: notebook 08 section 4)
+    "- batch norm (lr 1e-4)": ["--no-batch-norm", "--lr", "1e-4", "--finetune-lr", "1e-5"],
     "- flips": ["--no-augment"],
     "- BCE + Dice (BCE alone)": ["--loss", "bce"],
     "- AdamW + cosine (Adam + plateau)": ["--optimizer", "adam", "--scheduler", "plateau"],
@@ -59,22 +61,41 @@ def record_split(record: dict) -> dict:
     return record.get("split", SPLIT)
 
 
-CYCLES, MIN_CYCLE = 5, 4  # cosine restarts: five cycles per main stage, each of at least 4 epochs
+CYCLES, MIN_CYCLE = 5, 4  # cosine restarts: up to five cycles per main stage, each of at least 4 epochs
+
+
+def cycle_epochs(epochs: int) -> int:
+    """The cycle length of the cosine-restart row at ``epochs`` main epochs: the main stage in whole cycles, as many
+    as fit up to five, each of at least 4 epochs (50 -> 10, 8 -> 4, 12 -> 4).
+
+    A cycle longer than the run would never restart and no snapshot would be averaged; a cycle of one epoch would
+    never anneal (the rate steps once an epoch); and a run that is not whole cycles would end part way up a cycle,
+    at a high rate. So it takes 8 main epochs to average two snapshots, and a budget of 8 or more that no such cycle
+    divides (13) is refused. Below 8 (a smoke test) the run is one cycle, with nothing to average."""
+    if epochs < 2 * MIN_CYCLE:
+        return epochs
+    for cycles in range(CYCLES, 1, -1):
+        if epochs % cycles == 0 and epochs // cycles >= MIN_CYCLE:
+            return epochs // cycles
+    fitting = [e for e in range(max(epochs - 4, 8), epochs + 5) if any(e % c == 0 and e // c >= 4 for c in range(2, 6))]
+    raise ValueError(
+        f"{epochs} main epochs do not divide into 2 to {CYCLES} cosine cycles of at least {MIN_CYCLE} epochs; "
+        f"give the cosine-restart row a budget that does, e.g. {', '.join(map(str, fitting))}"
+    )
 
 
 def row_options(name: str, epochs: int | None = None) -> list[str]:
     """The trainer's options for row ``name`` at ``epochs`` main epochs (None: medium-strong's 50).
 
-    A row with cosine restarts gets ``--cycle-epochs`` from the budget: a fixed cycle longer than a short run
-    would never restart and no snapshot would be averaged, and a cycle of one epoch would never anneal (the rate
-    steps once an epoch). So: five cycles, each of at least 4 epochs; it takes 8 main epochs to average two.
+    A row with cosine restarts gets ``--cycle-epochs`` from the budget (:func:`cycle_epochs`): a fixed cycle would
+    not fit every run's length.
     """
     if name not in ROWS:
         raise ValueError(f"unknown row {name!r}; the rows are: {', '.join(ROWS)}")
     options = list(ROWS[name]) + ([] if epochs is None else ["--epochs", str(epochs)])
     if "cosine_restarts" in options:
         main = epochs if epochs is not None else RECIPES["medium-strong"].epochs
-        options += ["--cycle-epochs", str(max(main // CYCLES, MIN_CYCLE))]
+        options += ["--cycle-epochs", str(cycle_epochs(main))]
     return options
 
 
@@ -86,6 +107,39 @@ def row_recipe(name: str, epochs: int | None = None) -> Recipe:
 # ---------------------------------------------------------------------------
 # Records and the table
 # ---------------------------------------------------------------------------
+
+
+def changed_rows(record: dict) -> list[str]:
+    """The rows of ``record`` whose runs were trained with other options than :data:`ROWS` now gives them (each
+    row of a record written since 2026-11-27 holds its ``options``; a row without them is taken as unchanged)."""
+    return [
+        name
+        for name, row in record["rows"].items()
+        if "options" in row
+        and row["options"] != ROWS.get(name, row["options"])
+        and any(score is not None for score in row["scores"].values())
+    ]
+
+
+def without_changed_rows(record: dict) -> dict:
+    """``record`` with the runs of its :func:`changed_rows` taken out (and their notes, which were about those
+    runs): ``benchmarks/levers.py --previous`` trains them again with the row's options of today."""
+    changed = changed_rows(record)
+    rows = {
+        name: {
+            **{key: value for key, value in row.items() if key != "note"},
+            "scores": {seed: None for seed in row["scores"]},
+            "options": ROWS[name],
+            **({"calls": {seed: None for seed in row["calls"]}} if "calls" in row else {}),
+        }
+        if name in changed
+        else row
+        for name, row in record["rows"].items()
+    }
+    reruns = dict(record.get("baseline_reruns", {}))
+    if "baseline" in changed:
+        reruns = {seed: [None for _ in runs] for seed, runs in reruns.items()}
+    return {**record, "rows": rows, "baseline_reruns": reruns}
 
 
 def available_records() -> list[str]:
@@ -365,6 +419,7 @@ def merge_records(parts: list[dict]) -> dict:
     rows: dict[str, dict] = {name: {"scores": {}, "baselines": {}} for name in names}
     commands = joined("command").split("; ") if all(part.get("command") for part in parts) else None
     calls: dict[str, dict] = {name: {} for name in names}
+    options: dict[str, set] = {}  # the options each row's measured runs were trained with
     for part in parts:
         own_commands = str(part.get("command")).split("; ")
         for name, row in part["rows"].items():
@@ -379,6 +434,18 @@ def merge_records(parts: list[dict]) -> dict:
                         calls[name][seed] = None if own is None else commands.index(own_commands[own])
             if row.get("note") and "note" not in rows[name]:
                 rows[name]["note"] = row["note"]
+            if "options" in row and any(score is not None for score in row["scores"].values()):
+                options.setdefault(name, set()).add(tuple(row["options"]))
+    mixed = {name: sorted(found) for name, found in options.items() if len(found) > 1}
+    if mixed:
+        raise ValueError(
+            f"the parts trained rows with different options {mixed}: one row of a table is one training; take the "
+            "runs of a changed row out of the older parts first (without_changed_rows)"
+        )
+    for name in names:  # a row no part has measured yet keeps the options the latest part names
+        named = [part["rows"][name]["options"] for part in parts if "options" in part["rows"].get(name, {})]
+        if name in options or named:
+            rows[name]["options"] = list(next(iter(options[name]))) if name in options else named[-1]
     baseline_scores = rows.get("baseline", {"scores": {}})["scores"]
     for row in rows.values():
         row["scores"] = {str(s): row["scores"].get(str(s)) for s in seeds}
@@ -444,21 +511,30 @@ def train_row(
     seed: int = 0,
     epochs: int | None = None,
     limit_train: int | None = None,
-    tta: bool = True,
+    tta: bool | None = None,
     progress: bool = True,
 ) -> dict:
     """Train row ``name`` on ``arrays`` (the table's 70/20/10 split by ``seed``) and score it as the benchmark does.
 
-    The threshold and minimum area are chosen on the validation tiles, then the held-out tiles are scored once.
-    ``limit_train`` keeps the first tiles of the training part only (a short demonstration). Returns
-    dict(val_tgs, held_out_tgs, empty_baseline, threshold, min_area, history, recipe). Runs resume from ``run_dir``.
+    As ``pretrained export`` does for the benchmark, flip TTA (``tta=None``: with it or without, whichever scores
+    better), the threshold and the minimum area are chosen on the validation tiles, then the held-out tiles are
+    scored once. Two differences do not change what is chosen: the held-out tiles are scored with the float32
+    weights (the export ships and scores them rounded to float16), and each step is launched kernel by kernel (the
+    benchmark's trainer replays it as a CUDA graph on a GPU). ``limit_train`` keeps the first tiles of the training
+    part only (a short demonstration). Returns dict(val_tgs, held_out_tgs, empty_baseline, threshold, min_area,
+    tta, history, recipe). Runs resume from ``run_dir``.
     """
     recipe = row_recipe(name, epochs)
     train_ids, val_ids, test_ids = split_three_ways(arrays, VAL_FRACTION, TEST_FRACTION, seed)
     train_ds, val_ds = make_datasets(recipe, arrays, train_ids[:limit_train], val_ids)
     model, history = run_recipe(recipe, train_ds, val_ds, run_dir, device, seed=seed, progress=progress, verbose=False)
     val, test = arrays.subset(val_ids), arrays.subset(test_ids)
-    chosen = choose_postprocessing(predict_tiles(model, recipe.config(), val, device, tta=tta), val.masks)
+    choices = {
+        flip: choose_postprocessing(predict_tiles(model, recipe.config(), val, device, tta=flip), val.masks)
+        for flip in ((False, True) if tta is None else (tta,))
+    }
+    tta = choices[True]["score"] > choices[False]["score"] if tta is None else tta  # a tie: without, as export
+    chosen = choices[tta]
     held_out = score_tiles(
         predict_tiles(model, recipe.config(), test, device, tta=tta),
         test.masks,
@@ -471,6 +547,7 @@ def train_row(
         empty_baseline=held_out["empty_baseline"],
         threshold=chosen["threshold"],
         min_area=chosen["min_area"],
+        tta=tta,
         history=history,
         recipe=recipe,
     )

@@ -310,7 +310,12 @@ def export(
             epochs=recipe["epochs"],
             finetune_epochs=recipe.get("finetune_epochs", 0),
             epochs_run=len(history["epoch"]),
-            chosen_checkpoint=f"{stage} stage, epoch {checkpoint['epoch']}",
+            chosen_checkpoint=f"{stage} stage, "
+            + (
+                f"the average of the snapshots of epochs {', '.join(map(str, checkpoint['averaged_epochs']))}"
+                if checkpoint.get("averaged_epochs")
+                else f"epoch {checkpoint['epoch']}"
+            ),
             device=device_note or config.get("device", "cpu"),
             threads=config.get("threads"),
             wall_time_s=round(float(sum(history["seconds"])), 1),

@@ -253,9 +253,11 @@ def _use_snapshot_average(
             flush=True,
         )
     if scores["tgs"] > best["best_score"] and rank == 0:
+        epochs = [int(p.stem[5:]) for p in paths]  # the snapshots averaged, which a card names (not best.pt's epoch)
         save_checkpoint(
             run_dir / "averaged.pt",
             **{**best, "model": unwrap(model).state_dict(), "best_score": scores["tgs"], "config": config},
+            averaged_epochs=epochs,
         )
     if scores["tgs"] <= best["best_score"]:
         load_checkpoint(run_dir / "best.pt", unwrap(model))
