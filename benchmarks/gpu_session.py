@@ -1,4 +1,4 @@
-"""Everything issue 20 needs a GPU for, in one unattended run that fits a short loan of one GPU.
+"""The GPU work of notebook 08 (epoch benchmark, lever table, flagship candidates), unattended, in one short GPU loan.
 
     python benchmarks/gpu_session.py --data data/tgs-salt --work runs/gpu-session --budget 560
 
@@ -108,7 +108,7 @@ then the same with the first call's record (saved as ``-part4.json``) added to `
 The eighth session had no GPU. ``levers.py`` now trains a seed's baseline rerun right after that seed's rows
 (``job_order``), where it had come after every seed's rows. And the row without batch norm now fine-tunes at 1e-5, a
 tenth of its main rate as in medium-strong, where it had kept medium-strong's 3e-4 (three times its main rate; in
-notebook 08's demonstration that fine-tune collapsed and the main stage's weights were kept): every record's row now
+notebook 08's short demonstration its fine-tune collapses at either rate, and the main stage's weights are kept): every record's row now
 holds the ``options`` it was trained with, and ``--previous`` trains again the runs of a row that has changed since.
 So 27 runs are left, and with the part 3 record the next loan's 16 are seed 0's run without batch norm, seed 0's rerun,
 the nine rows' seed 1, seed 1's rerun and the first four runs of seed 2 (its baseline first): after it every row has
@@ -405,11 +405,21 @@ def whole_cycles(epochs: int) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/tgs-salt"))
-    parser.add_argument("--work", type=Path, default=Path("runs/gpu-session"))
+    parser.add_argument(
+        "--data", type=Path, default=Path("data/tgs-salt"), help="the TGS Salt folder (Kaggle's layout)"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=Path("runs/gpu-session"), help="where the runs, logs and weights are written"
+    )
     parser.add_argument("--budget", type=float, default=560, help="seconds for the whole session")
     parser.add_argument("--pack-dir", type=Path, default=None, help="where to pack the results, every minute")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["bench", "notebooks", "train"])
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["bench", "notebooks", "train"],
+        help="parts of the session to leave out",
+    )
     parser.add_argument(
         "--notebooks",
         nargs="+",
@@ -433,7 +443,7 @@ def main() -> None:
     parser.add_argument(
         "--lever-epochs", type=int, default=None, help="the table's main epochs (default: sized by the time left)"
     )
-    parser.add_argument("--lever-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--lever-seeds", type=int, nargs="+", default=[0, 1], help="the lever table's seeds")
     parser.add_argument(
         "--lever-parallel",
         type=int,

@@ -295,10 +295,16 @@ def recorded_command(argv: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/tgs-salt"))
-    parser.add_argument("--out", type=Path, default=Path("runs/levers"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", choices=sorted(ROWS), default=None, metavar="ROW")
+    parser.add_argument(
+        "--data", type=Path, default=Path("data/tgs-salt"), help="the TGS Salt folder (Kaggle's layout)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/levers"), help="one folder per run, table.md, results.json"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="each seed deals its own split")
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(ROWS), default=None, metavar="ROW", help="some rows: " + "; ".join(ROWS)
+    )
     parser.add_argument(
         "--baseline-runs", type=int, default=2, help="runs of the baseline per seed (2: the rerun gap is measured)"
     )

@@ -468,3 +468,70 @@ def test_the_stand_in_under_another_folder_name_is_still_called_synthetic(tmp_pa
 
     source = get_tgs_salt(make_synthetic_tgs(tmp_path / "my-data", n_train=30, n_test=2, seed=0))
     assert source.synthetic and "OFFLINE STAND-IN" in capsys.readouterr().out
+
+
+def test_a_refused_resume_leaves_the_runs_files_as_they_were(tiny_root, tmp_path, capsys):
+    """A resume with another recipe, another seed or another data folder is refused, and the run's config.json and
+    split.json (what its card is made from) are not rewritten on the way."""
+    out = tmp_path / "run"
+    base = ["--data", str(tiny_root), "--processes", "1", "--out", str(out)]
+    tiny = [*TINY, "--epochs", "1"]
+    assert train_cli.main([*base, *tiny]) == 0
+    capsys.readouterr()
+    kept = {name: (out / name).read_bytes() for name in ("config.json", "split.json", "last.pt")}
+    other_data = make_synthetic_tgs(tmp_path / "other", n_train=50, n_test=2, seed=9)
+    medium = [*tiny[:1], "medium-reflect", *tiny[2:]]  # another recipe, the same tiles
+    cases = [
+        ([*base, *tiny, "--resume", "--seed", "1"], "trained on other tiles"),
+        ([*base[:1], str(other_data), *base[2:], *tiny, "--resume"], "trained on other tiles"),
+        ([*base, *medium, "--resume"], "resume with the run's own options"),
+    ]
+    for argv, message in cases:
+        assert train_cli.main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+        assert {name: (out / name).read_bytes() for name in kept} == kept, argv
+    assert train_cli.main([*base, *tiny, "--resume"]) == 0  # the run's own options still resume it
+    assert (out / "config.json").read_bytes() == kept["config.json"]
+
+
+def test_a_run_without_held_out_tiles_is_not_exported(tiny_root, tmp_path, capsys):
+    from unet_helpers import pretrained
+
+    run = tmp_path / "run"
+    argv = ["--data", str(tiny_root), "--processes", "1", "--out", str(run), *TINY, "--epochs", "1"]
+    assert train_cli.main([*argv, "--test-fraction", "0"]) == 0
+    export = ["export", "--run", str(run), "--data", str(tiny_root), "--out-dir", str(tmp_path / "w")]
+    assert pretrained.main(export) == 2
+    assert "holds out no tiles" in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
+def test_checkpoints_and_models_given_where_the_other_belongs(tiny_root, tmp_path, capsys):
+    """A run's folder, a shipped model's weights, notebook 09's denoiser, too many examples: each refused, saying
+    what to pass instead."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((101, 101), np.uint8)).save(images / "a.png")
+    run = tmp_path / "run"
+    assert (
+        train_cli.main(["--data", str(tiny_root), "--processes", "1", "--out", str(run), *TINY, "--epochs", "1"]) == 0
+    )
+    capsys.readouterr()
+    weights = Path(predict_cli.__file__).parent / "weights" / "small-same.pt"
+    masks = ["--images", str(images), "--out", str(tmp_path / "m")]
+    cases = [
+        (["--checkpoint", str(run), *masks], f"is a folder; pass {run / 'best.pt'}"),
+        (["--checkpoint", str(weights), *masks], "--pretrained NAME"),
+        (["--pretrained", "denoiser", *masks], "notebook 09's denoiser"),
+        (["--pretrained", "denoiser", "--examples", "2"], "notebook 09's denoiser"),
+        (["--pretrained", "small-same", "--examples", "500"], "--examples must be 1 to 12"),
+        (["--pretrained", "small-same", "--images", str(tmp_path), "--out", str(tmp_path / "m")], "did you mean"),
+    ]
+    for argv, message in cases:
+        assert predict_cli.main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ValueError, match="1 to 12 tiles"):
+        show_examples("small-same", n=13)
+    # --data one level too deep, into train/
+    assert train_cli.main(["--data", str(tiny_root / "train"), "--out", str(tmp_path / "r2"), *TINY]) == 2
+    assert f"pass --data {tiny_root}" in capsys.readouterr().err

@@ -555,8 +555,7 @@ def load_checkpoint(
     not a checkpoint) or from another configuration or network.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train first, or check the path")
+    _check_checkpoint_path(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
@@ -575,7 +574,8 @@ def load_checkpoint(
     ):
         raise CheckpointError(
             f"{path} was saved for UNet({_fmt(saved_model_config)}) but the model is UNet({_fmt(model.config())}); "
-            "build the model from the checkpoint's 'model_config' or use a matching checkpoint"
+            "build the model from the checkpoint's 'model_config' (on the command line: resume with the run's own "
+            "options, in the config.json beside it) or use a matching checkpoint"
         )
     saved_config = checkpoint.get("config")
     if config is not None and saved_config is not None:
@@ -611,17 +611,35 @@ def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "
     from .models import UNet  # local import: models does not need the engine
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train first, or check the path")
+    _check_checkpoint_path(path)
     try:
         saved = torch.load(path, map_location=map_location, weights_only=True)
+        if "model_config" not in saved and path.with_suffix(".json").is_file():  # a card's weights, not a checkpoint
+            raise CheckpointError(
+                f"{path} holds the weights of a model card ({path.with_suffix('.json').name} beside it), not a "
+                "training checkpoint; load it by its card: --pretrained NAME for a shipped model, or "
+                "pretrained.load_model(card, weights) for one you exported"
+            )
         model = UNet(**saved["model_config"])
+    except CheckpointError:
+        raise
     except Exception as err:
         raise CheckpointError(
             f"{path} cannot be read as a checkpoint of this project ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
             "it may be truncated or from another program: use another file or train again"
         ) from None
     return model, load_checkpoint(path, model, map_location=map_location)
+
+
+def _check_checkpoint_path(path: Path) -> None:
+    """A checkpoint path that is not a file gets an error that says what to pass instead."""
+    if path.is_dir():
+        found = [p.relative_to(path) for p in (path / "best.pt", path / "last.pt", path / "finetune" / "best.pt")]
+        found = [p for p in found if (path / p).is_file()]
+        hint = f"pass {path / found[0]}" if found else "it holds no best.pt or last.pt: train first"
+        raise CheckpointError(f"checkpoint {path} is a folder; {hint}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train first, or check the path")
 
 
 def _fmt(config: dict) -> str:

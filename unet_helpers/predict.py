@@ -31,7 +31,7 @@ from .data import SIDE, TGSDataError, write_submission
 from .data.images import read_grey
 from .engine import CheckpointError, keep_freed_memory, model_from_checkpoint
 from .postprocess import to_masks
-from .pretrained import available_pretrained, load_pretrained, show_examples
+from .pretrained import GENERATORS, MAX_EXAMPLES, available_pretrained, load_pretrained, show_examples
 from .tiling import mirror_pad, predict_tiled
 from .utils import get_device
 
@@ -168,9 +168,19 @@ def predict_image(
     return predict_batch(model, image[None], recipe, device, tta)[0]
 
 
+def check_segmenter(name: str) -> None:
+    """Refuse a shipped model that does not segment (notebook 09's denoiser generates tiles), naming the ones that do."""
+    if name in GENERATORS:
+        raise UsageError(
+            f"--pretrained {name} is notebook 09's denoiser: it generates tiles with their masks and does not find salt "
+            f"in an image; pass one of the segmentation models: {', '.join(available_pretrained())}"
+        )
+
+
 def _load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, dict, dict]:
     """(model, recipe, post-processing defaults) from --pretrained or --checkpoint."""
     if args.pretrained is not None:
+        check_segmenter(args.pretrained)
         model, card = load_pretrained(args.pretrained, device)
         return model, card["recipe"], card["postprocessing"]
     model, checkpoint = model_from_checkpoint(args.checkpoint, map_location=device)
@@ -193,8 +203,12 @@ def run_examples(args: argparse.Namespace) -> int:
     """--examples N: the quick look at a shipped model, as ``pretrained.show_examples`` draws it."""
     if args.pretrained is None:
         raise UsageError("--examples shows a shipped model: pass --pretrained NAME (see --help for the names)")
-    if args.examples < 1:
-        raise UsageError(f"--examples must be at least 1, got {args.examples}")
+    check_segmenter(args.pretrained)
+    if not 1 <= args.examples <= MAX_EXAMPLES:
+        raise UsageError(
+            f"--examples must be 1 to {MAX_EXAMPLES} (one readable figure), got {args.examples}; to score a model on "
+            "every tile it never saw, use benchmarks/compare_held_out.py"
+        )
     ignored = [
         name
         for name, value in (
@@ -252,14 +266,17 @@ def _check_folder_options(args: argparse.Namespace) -> list[Path]:
         raise UsageError(f"image folder {args.images} {what}; --images takes a folder of images")
     paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise UsageError(f"{args.images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        inside = [f for f in ("images", "train/images", "test/images") if (args.images / f).is_dir()]
+        hint = f"; did you mean --images {args.images / inside[0]}?" if inside else ""
+        raise UsageError(f"{args.images} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
     stems: dict[str, list[str]] = defaultdict(list)
     for p in paths:
         stems[p.stem].append(p.name)
     shared = [names for names in stems.values() if len(names) > 1]
     if shared:
         raise UsageError(
-            f"{len(shared)} names are used by more than one image (e.g. {' and '.join(shared[0])}), and each mask "
+            f"{len(shared)} name{' is' if len(shared) == 1 else 's are'} used by more than one image (e.g. "
+            f"{' and '.join(shared[0])}), and each mask "
             "(or submission row) is named after its image; rename or move one of each"
         )
     if args.threshold is not None and not 0 < args.threshold < 1:

@@ -137,8 +137,12 @@ def example_ids(card: dict, arrays: TGSArrays, n: int = 8) -> list[str]:
     return [ids[k] for k in picks]
 
 
+MAX_EXAMPLES = 12  # tiles side by side in one figure: more would shrink each column below a readable size
+
+
 def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: str | torch.device = "cpu"):
-    """A shipped model's predictions beside the truth on ``n`` tiles it never saw; returns (figure, scores).
+    """A shipped model's predictions beside the truth on ``n`` tiles it never saw (1 to ``MAX_EXAMPLES``); returns
+    (figure, scores).
 
     ``data``: a :class:`~unet_helpers.data.TGSSource` from ``get_tgs_salt()``, or a folder for it to look in
     (default ``data/tgs-salt``; without real data there, the offline stand-in, written on first use, and said
@@ -148,6 +152,11 @@ def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: st
     from .metrics import tgs_score_per_image
     from .plots import salt_label, show_tiles
 
+    if not 1 <= n <= MAX_EXAMPLES:
+        raise ValueError(
+            f"{n} examples: one figure shows 1 to {MAX_EXAMPLES} tiles readably; to score a model on every unseen "
+            "tile, use benchmarks/compare_held_out.py"
+        )
     model, card = load_pretrained(name, device)
     source = data if isinstance(data, TGSSource) else get_tgs_salt(data)
     arrays = load_tgs_split(source.root, "train")
@@ -238,6 +247,11 @@ def export(
     histories = json.loads((run / "history.json").read_text())
     recipe = config["recipe_resolved"]
     name = name or recipe["name"]
+    if not split.get("test"):  # a card's score is on tiles the model never trained on or was chosen on
+        raise ValueError(
+            f"{run} holds out no tiles (its split.json has no held-out ids), so a card could not say how the model "
+            "scores on tiles it never saw; train it with --test-fraction 0.1 (or --split-like medium-strong)"
+        )
     existing = [p for p in (Path(out_dir) / f"{name}.pt", Path(out_dir) / f"{name}.json") if p.exists()]
     if existing and not overwrite:
         raise ValueError(

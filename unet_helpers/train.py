@@ -672,6 +672,10 @@ def prepare(args: argparse.Namespace, rank: int = 0, world: int = 1):
     if world > 1:
         dist.barrier()  # the stand-in is complete before any rank reads it
     if not (args.data / "train" / "images").is_dir():
+        if (args.data / "images").is_dir() and args.data.name == "train":  # one level too deep
+            raise UsageError(
+                f"data folder {args.data} is the train/ folder of a Kaggle layout; pass --data {args.data.parent}"
+            )
         raise UsageError(
             f"data folder {args.data} holds no train/images; point --data at a folder in Kaggle's layout, add "
             f"--make-standin to train on the offline stand-in, or {get_data_hint(args.data)}"
@@ -688,6 +692,23 @@ def load_training_data(args: argparse.Namespace, rank: int = 0):
             flush=True,
         )
     return load_tgs_split(args.data)
+
+
+def check_same_split(out: Path, split: dict) -> None:
+    """Refuse to resume the run in ``out`` on other tiles than it trained on (other --data, seed, fractions or
+    limits): its checkpoints would go on learning from tiles its validation and held-out scores do not describe."""
+    path = out / "split.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    changed = [part for part in ("train", "val", "test") if saved.get(part) != split[part]]
+    if changed:
+        sizes = lambda s: "/".join(str(len(s.get(part, []))) for part in ("train", "val", "test"))  # noqa: E731
+        raise UsageError(
+            f"--resume: the run in {out} trained on other tiles (its split.json, training/validation/held-out "
+            f"{sizes(saved)}; this command deals {sizes(split)}, and its {', '.join(changed)} tiles differ): resume "
+            "with the run's own --data, --seed and split options (its config.json), or start a new run in another --out"
+        )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -725,12 +746,19 @@ def run(args: argparse.Namespace) -> dict:
         extra = dict(split_like=args.split_like, limit_train=args.limit_train, limit_val=args.limit_val)
     if args.folds:
         extra.update(folds=args.folds, fold=args.fold, fold_seed=fold_seed(args))
+    split = dict(train=train_ids, val=val_ids, test=test_ids)
+    resuming = args.resume and (out / "last.pt").exists()
+    if resuming:  # the run's own files stay as they are: a resume that is refused changes nothing in --out
+        check_same_split(out, split)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "split.json", dict(train=train_ids, val=val_ids, test=test_ids))
-        _write_json(
-            out / "config.json", dict(vars(args), recipe_resolved=recipe.config(), processes=world, device=str(device))
-        )
+        if not resuming or not (out / "split.json").is_file():
+            _write_json(out / "split.json", split)
+        if not resuming or not (out / "config.json").is_file():
+            _write_json(
+                out / "config.json",
+                dict(vars(args), recipe_resolved=recipe.config(), processes=world, device=str(device)),
+            )
         print(
             f"{recipe.name}: {len(train_ids)} training / {len(val_ids)} validation / {len(test_ids)} held-out tiles "
             f"({recipe.side}x{recipe.side} inputs), {world} process(es) on "

@@ -193,8 +193,11 @@ def load_tgs_split(root: str | Path, split: str = "train", ids: list[str] | None
             for kind, found in faults.items()
         ]
         n_bad = len({i for found in faults.values() for i in found})
+        count = (
+            f" ({n_bad} of its {len(ids)} {split} tiles {'has' if n_bad == 1 else 'have'} a problem)" if n_bad else ""
+        )
         raise TGSDataError(
-            f"{root} is not usable as it is ({n_bad} of its {len(ids)} {split} tiles have a problem):\n  - "
+            f"{root} is not usable as it is{count}:\n  - "
             + "\n  - ".join(lines)
             + f"\nFix or remove these files, or {get_data_hint(root)}."
         )
