@@ -523,15 +523,15 @@ def test_checkpoints_and_models_given_where_the_other_belongs(tiny_root, tmp_pat
         (["--checkpoint", str(weights), *masks], "--pretrained NAME"),
         (["--pretrained", "denoiser", *masks], "notebook 09's denoiser"),
         (["--pretrained", "denoiser", "--examples", "2"], "notebook 09's denoiser"),
-        (["--pretrained", "small-same", "--examples", "500"], "--examples must be 1 to 12"),
+        (["--pretrained", "small-same", "--examples", "500"], "--examples must be 1 to 10"),
         (["--pretrained", "small-same", "--images", str(tmp_path), "--out", str(tmp_path / "m")], "did you mean"),
     ]
     for argv, message in cases:
         assert predict_cli.main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "m").exists()
-    with pytest.raises(ValueError, match="1 to 12 tiles"):
-        show_examples("small-same", n=13)
+    with pytest.raises(ValueError, match="1 to 10 tiles"):
+        show_examples("small-same", n=11)
     # --data one level too deep, into train/
     assert train_cli.main(["--data", str(tiny_root / "train"), "--out", str(tmp_path / "r2"), *TINY]) == 2
     assert f"pass --data {tiny_root}" in capsys.readouterr().err

@@ -245,7 +245,10 @@ def show_tiles(
         rows.append(("prediction", predictions, "gray"))
     n = len(images)
     size = min(size, NOTEBOOK_WIDTH / n)  # never wider than a notebook cell: the text stays at its size
-    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(size * n, size * (len(rows) + 1) + 0.3), squeeze=False)
+    # "compressed": the square tiles packed together, with no band of white space above or below the grid
+    fig, axes = plt.subplots(
+        len(rows) + 1, n, figsize=(size * n, size * (len(rows) + 1) + 0.3), squeeze=False, layout="compressed"
+    )
     for r, (label, items, cmap) in enumerate(rows):
         for c in range(n):
             low, high = display_range(items[c]) if label == "image" else (0, 1)
@@ -261,10 +264,6 @@ def show_tiles(
         ax.set_xticks([]), ax.set_yticks([])
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-        lines = suptitle.count("\n") + 1
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 * lines / fig.get_size_inches()[1]))  # room for the title above
-    else:
-        fig.tight_layout()
     return fig
 
 

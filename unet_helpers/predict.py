@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--examples",
         type=int,
         metavar="N",
-        help="with --pretrained: N tiles the model never saw, from data/tgs-salt (else the offline stand-in), "
-        "drawn beside their truth in --figure",
+        help=f"with --pretrained: N tiles (1 to {MAX_EXAMPLES}) the model never saw, from data/tgs-salt (else the "
+        "offline stand-in), drawn beside their truth in --figure",
     )
     p.add_argument("--data", type=Path, default=None, help="data folder for --examples (default data/tgs-salt)")
     p.add_argument(

@@ -137,7 +137,7 @@ def example_ids(card: dict, arrays: TGSArrays, n: int = 8) -> list[str]:
     return [ids[k] for k in picks]
 
 
-MAX_EXAMPLES = 12  # tiles side by side in one figure: more would shrink each column below a readable size
+MAX_EXAMPLES = 10  # tiles side by side in one figure: more would shrink each column below a readable size
 
 
 def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: str | torch.device = "cpu"):
