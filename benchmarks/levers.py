@@ -52,6 +52,7 @@ from unet_helpers.levers import (
     markdown_table,
     merge_records,
     record_split,
+    recorded_options,
     row_options,
     row_recipe,
     summarise,
@@ -341,7 +342,7 @@ def main() -> None:
         for name in changed_rows(part):
             print(
                 f"--previous {path}: {name!r} was trained with {part['rows'][name]['options']}, the row is now "
-                f"{ROWS[name]}: its runs there are trained again"
+                f"{recorded_options(name, epochs)}: its runs there are trained again"
             )
     previous = [without_changed_rows(part) for part in previous]
     runner = Runner(args, extra, merge_records(previous) if previous else None)
@@ -363,7 +364,7 @@ def main() -> None:
         seeds=args.seeds,
         rows={
             name: dict(
-                options=ROWS[name],  # what the runs were trained with: a later change of the row retrains them
+                options=recorded_options(name, epochs),  # what the runs had: a later change of the row retrains them
                 scores=scores[name],
                 baselines=scores["baseline"],
                 # 0: this call (the record's one command) trained the run; None: not measured, or an earlier call

@@ -444,6 +444,7 @@ def test_a_row_changed_since_an_earlier_part_is_trained_again():
         known_score,
         load_record,
         merge_records,
+        recorded_options,
         without_changed_rows,
     )
 
@@ -471,12 +472,17 @@ def test_a_row_changed_since_an_earlier_part_is_trained_again():
     assert merged["rows"][no_bn]["calls"] == {"0": 1} and merged["rows"]["baseline"]["calls"] == {"0": 0}
     with pytest.raises(ValueError, match="different options.*without_changed_rows"):
         merge_records([earlier, part(ROWS[no_bn], 0.72, "call b")])
-    # the shipped records: the batch-norm row's runs were trained at the old fine-tune rate, and say so
-    for name in ("levers-h200-8+2-epochs", "levers-h200-50+15-epochs"):
+    # the shipped records: the batch-norm row's runs were trained at the old fine-tune rate, and say so; at 8 + 2
+    # epochs the cosine-restart row ran one 10-epoch cycle (its note), where the row now restarts every 4 epochs
+    restarts = "+ cosine restarts, snapshots averaged"
+    for name, changed in (("levers-h200-8+2-epochs", [restarts, no_bn]), ("levers-h200-50+15-epochs", [no_bn])):
         record = load_record(name)
-        assert changed_rows(record) == [no_bn] and record["rows"][no_bn]["options"] == old
+        assert changed_rows(record) == changed and record["rows"][no_bn]["options"] == old
         assert "3e-4" in record["rows"][no_bn]["note"] and "1e-5" in record["rows"][no_bn]["note"]
-        assert all(row["options"] == ROWS[n] for n, row in record["rows"].items() if n != no_bn)
+        for n, row in record["rows"].items():
+            assert n in changed or row["options"] == recorded_options(n, record["epochs"]), n
+    assert recorded_options(restarts, 50)[-2:] == ["--cycle-epochs", "10"]
+    assert load_record("levers-h200-8+2-epochs")["rows"][restarts]["options"][-1] == "10"
 
 
 def test_a_notebook_row_is_split_and_trained_as_the_benchmark_trains_it(tmp_path, monkeypatch):

@@ -37,8 +37,8 @@ ROWS: dict[str, list[str]] = {
     "+ empty/non-empty head, deep supervision": ["--salt-head"],
     # its cycle length follows the budget (row_options): five cycles of the main stage, 10 epochs each at 50
     "+ cosine restarts, snapshots averaged": ["--scheduler", "cosine_restarts", "--snapshot-average"],
-    # without batch norm 3e-3 diverges: both stages train at a thirtieth of medium-strong's rates (its fine-tune at
-    # 3e-4, three times this main rate, collapsed: notebook 08 section 4)
+    # batch norm is what lets medium-strong train at 3e-3 (notebook 04): without it both stages train at a thirtieth
+    # of medium-strong's rates, the fine-tune at a tenth of the main rate as in medium-strong (it had kept 3e-4)
     "- batch norm (lr 1e-4)": ["--no-batch-norm", "--lr", "1e-4", "--finetune-lr", "1e-5"],
     "- flips": ["--no-augment"],
     "- BCE + Dice (BCE alone)": ["--loss", "bce"],
@@ -109,14 +109,24 @@ def row_recipe(name: str, epochs: int | None = None) -> Recipe:
 # ---------------------------------------------------------------------------
 
 
+def recorded_options(name: str, epochs: int) -> list[str]:
+    """Row ``name``'s trainer options at ``epochs`` main epochs as a record holds them: :func:`row_options` without
+    ``--epochs`` (the record's budget), with what follows from it (the cosine-restart row's ``--cycle-epochs``)."""
+    options = row_options(name, epochs)
+    k = options.index("--epochs")
+    return options[:k] + options[k + 2 :]
+
+
 def changed_rows(record: dict) -> list[str]:
-    """The rows of ``record`` whose runs were trained with other options than :data:`ROWS` now gives them (each
-    row of a record written since 2026-11-27 holds its ``options``; a row without them is taken as unchanged)."""
+    """The rows of ``record`` whose runs were trained with other options than the row has today at the record's
+    budget (:func:`recorded_options`; each row of a record written since 2026-11-27 holds its ``options``, and a
+    row without them is taken as unchanged)."""
     return [
         name
         for name, row in record["rows"].items()
         if "options" in row
-        and row["options"] != ROWS.get(name, row["options"])
+        and name in ROWS
+        and row["options"] != recorded_options(name, record["epochs"])
         and any(score is not None for score in row["scores"].values())
     ]
 
@@ -129,7 +139,7 @@ def without_changed_rows(record: dict) -> dict:
         name: {
             **{key: value for key, value in row.items() if key != "note"},
             "scores": {seed: None for seed in row["scores"]},
-            "options": ROWS[name],
+            "options": recorded_options(name, record["epochs"]),
             **({"calls": {seed: None for seed in row["calls"]}} if "calls" in row else {}),
         }
         if name in changed

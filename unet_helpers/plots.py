@@ -317,7 +317,7 @@ def plot_lever_table(
 
     ``rerun_gap``: the gap between two runs of the very same command and seed, drawn as a grey band around zero:
     a difference inside it is no larger than what running the baseline twice gave. Where that gap is not measured
-    yet, ``no_rerun_gap`` says so in the legend. A row with a ``note`` (not a clean test of its lever) is hatched and
+    yet, ``no_rerun_gap`` says so in the legend. A row with a ``note`` (not, or not only, a test of its lever) is hatched and
     starred; a row measured on one seed so far is drawn pale: its bar is that seed's difference, with no spread.
     """
     rows = [row for row in table if row["name"] != "baseline"]
@@ -358,7 +358,12 @@ def plot_lever_table(
         handles.append(Patch(color="0.5", alpha=0.15, label="pale: one seed so far, its difference (no spread)"))
     if any(row.get("note") for row in rows):
         handles.append(
-            Patch(facecolor="white", edgecolor="0.3", hatch="//", label="* not a clean test of its lever (its note)")
+            Patch(
+                facecolor="white",
+                edgecolor="0.3",
+                hatch="//",
+                label="* not (or not only) a test of its lever: see its note",
+            )
         )
     ax.set_yticks(y, [row["name"] + (" *" if row.get("note") else "") for row in rows])
     ax.set_xlabel("held-out tgs_score minus the baseline's (left of 0: worse than the baseline)")
