@@ -317,8 +317,8 @@ def plot_lever_table(
 
     ``rerun_gap``: the gap between two runs of the very same command and seed, drawn as a grey band around zero:
     a difference inside it is no larger than what running the baseline twice gave. Where that gap is not measured
-    yet, ``no_rerun_gap`` says so in the legend. A row with a ``note`` (not, or not only, a test of its lever) is hatched and
-    starred; a row measured on one seed so far is drawn pale: its bar is that seed's difference, with no spread.
+    yet, ``no_rerun_gap`` says so in the legend. A row with a ``note`` (not, or not only, a test of its lever) is
+    hatched and starred; a row measured on one seed so far is drawn pale: its bar is that seed's difference.
     """
     rows = [row for row in table if row["name"] != "baseline"]
     fig, ax = plt.subplots(figsize=(NOTEBOOK_WIDTH, 0.38 * len(rows) + 1.6), layout="constrained")
@@ -350,9 +350,9 @@ def plot_lever_table(
         )
         for seed in sorted(seeds_drawn)
     ]
-    handles += [
-        Patch(color="C2", alpha=0.45, label="mean over seeds: a lever added"),
-        Patch(color="C0", alpha=0.45, label="mean over seeds: a part of medium-strong taken away"),
+    handles += [  # the colours say the kind of row; a bar of two seeds or more is their mean
+        Patch(color="C2", alpha=0.45, label="a lever added (a bar: the mean over its seeds)"),
+        Patch(color="C0", alpha=0.45, label="a part of medium-strong taken away"),
     ]
     if any(len(row["differences"]) == 1 for row in rows):
         handles.append(Patch(color="0.5", alpha=0.15, label="pale: one seed so far, its difference (no spread)"))
