@@ -423,6 +423,10 @@ def test_predictor_options_that_would_be_ignored_or_destructive_are_refused(grey
     for argv, message in cases:
         assert predict_cli.main(["--pretrained", "small-same", *argv]) == 2, argv
         assert message in capsys.readouterr().err, argv
+    (images / "README.txt").write_text("mine")  # not an image: skipped, and said
+    assert predict_cli.main(["--pretrained", "small-same", "--images", str(images), "--out", str(tmp_path / "m")]) == 0
+    assert "1 file(s) in" in capsys.readouterr().out and sorted(p.name for p in (tmp_path / "m").iterdir()) == ["a.png"]
+    (images / "README.txt").unlink()
     Image.fromarray(grey_tile).save(images / "a.jpg")  # two images would write one mask a.png
     assert predict_cli.main(["--pretrained", "small-same", "--images", str(images), "--out", str(tmp_path / "m")]) == 2
     assert "a.jpg and a.png" in capsys.readouterr().err

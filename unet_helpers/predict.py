@@ -265,6 +265,11 @@ def _check_folder_options(args: argparse.Namespace) -> list[Path]:
         what = "is a file, not a folder" if args.images.exists() else "does not exist"
         raise UsageError(f"image folder {args.images} {what}; --images takes a folder of images")
     paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    others = sorted(
+        p.name for p in args.images.iterdir() if p.is_file() and p not in paths and not p.name.startswith(".")
+    )
+    if paths and others:  # said, not silently passed over
+        print(f"note: {len(others)} file(s) in {args.images} are not images and are skipped: {', '.join(others[:3])}")
     if not paths:
         inside = [f for f in ("images", "train/images", "test/images") if (args.images / f).is_dir()]
         hint = f"; did you mean --images {args.images / inside[0]}?" if inside else ""
