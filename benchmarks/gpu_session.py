@@ -108,11 +108,12 @@ then the same with the first call's record (saved as ``-part4.json``) added to `
 The eighth session had no GPU. ``levers.py`` now trains a seed's baseline rerun right after that seed's rows
 (``job_order``), where it had come after every seed's rows. And the row without batch norm now fine-tunes at 1e-5, a
 tenth of its main rate as in medium-strong, where it had kept medium-strong's 3e-4 (three times its main rate; in
-notebook 08's short demonstration its fine-tune collapses at either rate, and the main stage's weights are kept): every record's row now
-holds the ``options`` it was trained with, and ``--previous`` trains again the runs of a row that has changed since.
-So 27 runs are left, and with the part 3 record the next loan's 16 are seed 0's run without batch norm, seed 0's rerun,
-the nine rows' seed 1, seed 1's rerun and the first four runs of seed 2 (its baseline first): after it every row has
-two seeds and the rerun gap is measured on two seeds, the runs a verdict needs. The commands are the ones above.
+notebook 08's short demonstration its fine-tune collapses at either rate, and the main stage's weights are kept): every
+record's row now holds the ``options`` it was trained with, and ``--previous`` trains again the runs of a row that has
+changed since. So 27 runs are left, and with the part 3 record the next loan's 16 are seed 0's run without batch norm,
+seed 0's rerun, the nine rows' seed 1, seed 1's rerun and the first four runs of seed 2 (its baseline first): after it
+every row has two seeds and the rerun gap is measured on two seeds, the runs a verdict needs. The commands are the ones
+above.
 """
 
 from __future__ import annotations

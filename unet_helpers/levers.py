@@ -35,7 +35,7 @@ ROWS: dict[str, list[str]] = {
     "+ bilinear upsampling": ["--upsample", "bilinear"],
     "+ symmetric Lovasz": ["--finetune-loss", "lovasz_symmetric"],
     "+ empty/non-empty head, deep supervision": ["--salt-head"],
-    # its cycle length follows the budget (row_options): five cycles of the main stage, 10 epochs each at 50
+    # its cycle length follows the budget (cycle_epochs): whole cycles, up to five, 10 epochs each at 50
     "+ cosine restarts, snapshots averaged": ["--scheduler", "cosine_restarts", "--snapshot-average"],
     # batch norm is what lets medium-strong train at 3e-3 (notebook 04): without it both stages train at a thirtieth
     # of medium-strong's rates, the fine-tune at a tenth of the main rate as in medium-strong (it had kept 3e-4)
@@ -64,6 +64,11 @@ def record_split(record: dict) -> dict:
 CYCLES, MIN_CYCLE = 5, 4  # cosine restarts: up to five cycles per main stage, each of at least 4 epochs
 
 
+def _whole_cycles(epochs: int) -> int | None:
+    """The most cycles, up to five, of at least 4 epochs each, that divide ``epochs`` (None where none do)."""
+    return next((c for c in range(CYCLES, 1, -1) if epochs % c == 0 and epochs // c >= MIN_CYCLE), None)
+
+
 def cycle_epochs(epochs: int) -> int:
     """The cycle length of the cosine-restart row at ``epochs`` main epochs: the main stage in whole cycles, as many
     as fit up to five, each of at least 4 epochs (50 -> 10, 8 -> 4, 12 -> 4).
@@ -74,10 +79,10 @@ def cycle_epochs(epochs: int) -> int:
     divides (13) is refused. Below 8 (a smoke test) the run is one cycle, with nothing to average."""
     if epochs < 2 * MIN_CYCLE:
         return epochs
-    for cycles in range(CYCLES, 1, -1):
-        if epochs % cycles == 0 and epochs // cycles >= MIN_CYCLE:
-            return epochs // cycles
-    fitting = [e for e in range(max(epochs - 4, 8), epochs + 5) if any(e % c == 0 and e // c >= 4 for c in range(2, 6))]
+    cycles = _whole_cycles(epochs)
+    if cycles:
+        return epochs // cycles
+    fitting = [e for e in range(max(epochs - 4, 2 * MIN_CYCLE), epochs + 5) if _whole_cycles(e)]
     raise ValueError(
         f"{epochs} main epochs do not divide into 2 to {CYCLES} cosine cycles of at least {MIN_CYCLE} epochs; "
         f"give the cosine-restart row a budget that does, e.g. {', '.join(map(str, fitting))}"

@@ -241,6 +241,7 @@ def _use_snapshot_average(
     if len(paths) < 2:
         return run_dir / "best.pt", best["best_score"]
     rank, _ = rank_and_world()
+    epochs = [int(p.stem[5:]) for p in paths]  # epoch007.pt -> 7: the snapshots averaged, which a card names
     averaged = average_weights([torch.load(p, map_location="cpu", weights_only=True)["model"] for p in paths])
     unwrap(model).load_state_dict(averaged)
     amp_dtype = amp_dtype_for(device, amp)
@@ -248,16 +249,15 @@ def _use_snapshot_average(
     scores = eval_step(model, val_loader, build_loss(recipe, recipe.loss, model), device, amp_dtype, channels_last)
     if verbose and rank == 0:
         print(
-            f"average of {len(paths)} snapshots (epochs {', '.join(p.stem[5:].lstrip('0') for p in paths)}): "
+            f"average of {len(paths)} snapshots (epochs {', '.join(map(str, epochs))}): "
             f"val tgs {scores['tgs']:.4f} against {best['best_score']:.4f} for the best single epoch",
             flush=True,
         )
     if scores["tgs"] > best["best_score"] and rank == 0:
-        epochs = [int(p.stem[5:]) for p in paths]  # the snapshots averaged, which a card names (not best.pt's epoch)
         save_checkpoint(
             run_dir / "averaged.pt",
             **{**best, "model": unwrap(model).state_dict(), "best_score": scores["tgs"], "config": config},
-            averaged_epochs=epochs,
+            averaged_epochs=epochs,  # not best.pt's epoch, which the rest of the checkpoint keeps
         )
     if scores["tgs"] <= best["best_score"]:
         load_checkpoint(run_dir / "best.pt", unwrap(model))

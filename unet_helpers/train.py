@@ -703,7 +703,10 @@ def check_same_split(out: Path, split: dict) -> None:
     saved = json.loads(path.read_text())
     changed = [part for part in ("train", "val", "test") if saved.get(part) != split[part]]
     if changed:
-        sizes = lambda s: "/".join(str(len(s.get(part, []))) for part in ("train", "val", "test"))  # noqa: E731
+
+        def sizes(ids: dict) -> str:
+            return "/".join(str(len(ids.get(part, []))) for part in ("train", "val", "test"))
+
         raise UsageError(
             f"--resume: the run in {out} trained on other tiles (its split.json, training/validation/held-out "
             f"{sizes(saved)}; this command deals {sizes(split)}, and its {', '.join(changed)} tiles differ): resume "
