@@ -18,7 +18,7 @@ In order, each part with its own time limit so that a slow part cannot starve th
 
 Every run resumes (``--resume``), so the same command continues an interrupted session.
 
-What the first session with it saw (one H200, 2026-11-26; README, Benchmarks): a medium-strong epoch alone took
+What the first session with it saw (one H200, 2026-11-26; benchmarks/README.md): a medium-strong epoch alone took
 1.16 s with the GPU busy 40% of it, and runs side by side take turns on the GPU rather than overlap (13 processes
 gave about 1.5x one process's throughput). Part 3 is therefore better spent on few long runs than on many short ones.
 The second (one H100, 2026-11-26): one CUDA graph per step made that epoch 0.46 s (GPU busy 100%) and the flagship
