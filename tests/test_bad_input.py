@@ -161,7 +161,18 @@ def test_a_sixteen_bit_copy_is_predicted_like_its_8_bit_original(grey_tile, tiny
     masks = {}
     for folder in (eight, sixteen):
         out = tmp_path / f"{folder.name}-masks"
-        argv = ["--pretrained", "small-same", "--images", str(folder), "--out", str(out), "--threshold", "0.3"]
+        argv = [
+            "--pretrained",
+            "small-same",
+            "--images",
+            str(folder),
+            "--out",
+            str(out),
+            "--threshold",
+            "0.1",
+            "--min-area",
+            "0",
+        ]
         assert predict_cli.main(argv) == 0
         masks[folder.name] = np.stack([np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))])
     assert 0 < (masks["eight"] > 0).mean() < 1  # a mask with salt and sediment, not a trivial one
@@ -510,8 +521,8 @@ def test_a_run_without_held_out_tiles_is_not_exported(tiny_root, tmp_path, capsy
 
 
 def test_checkpoints_and_models_given_where_the_other_belongs(tiny_root, tmp_path, capsys):
-    """A run's folder, a shipped model's weights, notebook 09's denoiser, too many examples: each refused, saying
-    what to pass instead."""
+    """A folder that is not a run's, a shipped model's weights, notebook 09's denoiser, too many examples: each
+    refused, saying what to pass instead. A run's folder is taken: its best stage, as an export would ship it."""
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.zeros((101, 101), np.uint8)).save(images / "a.png")
@@ -522,8 +533,11 @@ def test_checkpoints_and_models_given_where_the_other_belongs(tiny_root, tmp_pat
     capsys.readouterr()
     weights = Path(predict_cli.__file__).parent / "weights" / "small-same.pt"
     masks = ["--images", str(images), "--out", str(tmp_path / "m")]
+    loose = tmp_path / "loose"  # a folder with a checkpoint in it, but not a run's folder
+    loose.mkdir()
+    (loose / "best.pt").write_bytes((run / "best.pt").read_bytes())
     cases = [
-        (["--checkpoint", str(run), *masks], f"is a folder; pass {run / 'best.pt'}"),
+        (["--checkpoint", str(loose), *masks], f"is a folder; pass {loose / 'best.pt'}"),
         (["--checkpoint", str(weights), *masks], "--pretrained NAME"),
         (["--pretrained", "denoiser", *masks], "notebook 09's denoiser"),
         (["--pretrained", "denoiser", "--examples", "2"], "notebook 09's denoiser"),
@@ -534,6 +548,9 @@ def test_checkpoints_and_models_given_where_the_other_belongs(tiny_root, tmp_pat
         assert predict_cli.main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "m").exists()
+    assert predict_cli.main(["--checkpoint", str(run), *masks]) == 0
+    assert f"using {run / 'best.pt'}, the best validation tgs_score" in capsys.readouterr().out
+    assert (tmp_path / "m" / "a.png").is_file()
     with pytest.raises(ValueError, match="1 to 10 tiles"):
         show_examples("small-same", n=11)
     # --data one level too deep, into train/

@@ -94,3 +94,32 @@ def test_every_notebook_ends_with_checked_exercises(notebook):
         c["cell_type"] == "code" or "Exercise" in "".join(c["source"]) or "exercise" in "".join(c["source"])
         for c in cells[headings[-1] :]
     )
+
+
+def _tgs_one_with_at_least(accumulate: bool):
+    """05.1 answered with IoU >= threshold instead of strictly above; the thresholds built by adding 0.05 in a loop
+    (0.6000000000000001 is then the third: an IoU of 0.6 passes the wrong test right) or exactly."""
+
+    def score(pred, truth) -> float:
+        if truth.sum() == 0:
+            return float(pred.sum() == 0)
+        iou = (pred & truth).sum() / (pred | truth).sum()
+        thresholds, t = [], 0.5
+        for k in range(10):
+            thresholds.append(t if accumulate else 0.5 + 0.05 * k)
+            t += 0.05
+        return float(sum(iou >= threshold for threshold in thresholds) / 10)
+
+    return score
+
+
+@pytest.mark.parametrize("accumulate", [True, False])
+def test_a_score_that_counts_an_iou_on_its_threshold_is_not_passed(accumulate):
+    ok, message = verify("05.1", _tgs_one_with_at_least(accumulate))
+    assert not ok and "strictly above" in message
+
+
+@pytest.mark.parametrize("answer", [0.155, 0.1552, 0.09 / 0.58])
+def test_a_rounded_answer_is_right_where_the_question_asks_for_a_share(answer):
+    assert verify("09.1", answer)[0]
+    assert not verify("09.1", 0.16)[0] and not verify("09.1", 0.15)[0]

@@ -163,19 +163,33 @@ def test_batched_prediction_equals_one_image_at_a_time(tmp_path):
     assert batched.shape == (5, 101, 101) and torch.allclose(batched, single, atol=1e-5)
 
 
-def test_predictor_pads_like_the_training_data():
-    """101 -> 104: TGSSaltDataset puts 1 mirrored pixel above and left, 2 below and right; the predictor must too."""
-    model, card = pretrained.load_pretrained("small-same")
-    arrays_like = torch.rand(2, 1, 101, 101)
+@pytest.mark.parametrize("name", ["small-valid", "small-same", "medium-reflect", "medium-strong"])
+@pytest.mark.parametrize("tta", [False, True])
+def test_the_command_line_predicts_what_the_card_scored(name, tta):
+    """The predictor must give the probabilities the card's threshold, minimum area and TTA were chosen on.
+
+    101 -> 104: TGSSaltDataset puts 1 mirrored pixel above and left, 2 below and right, and the engine's flip TTA
+    mirrors that padded tile; the predictor once mirrored the tile before padding (2 pixels left, 1 right: another
+    place on the pooling grid, probabilities up to 0.3 apart) and tiled valid networks' 101x101 tiles with another
+    border (up to 0.6 apart, without TTA).
+    """
+    model, card = pretrained.load_pretrained(name)
     from unet_helpers.data.files import TGSArrays
 
-    arrays = TGSArrays(
-        ["a", "b"], (arrays_like[:, 0].numpy() * 255).round().astype(np.uint8), None, np.zeros(2, np.float32)
-    )
-    via_dataset = pretrained.predict_tiles(model, card["recipe"], arrays, tta=False)
-    grey = torch.from_numpy(arrays.images).float().div(255)[:, None]
-    via_cli = predict_cli.predict_batch(model, grey, card["recipe"], torch.device("cpu"), tta=False).numpy()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 101, 101), dtype=np.uint8)
+    arrays = TGSArrays(["a", "b", "c"], images, None, np.zeros(3, np.float32))
+    via_dataset = pretrained.predict_tiles(model, card["recipe"], arrays, tta=tta)
+    grey = torch.from_numpy(images).float().div(255)[:, None]
+    via_cli = predict_cli.predict_batch(model, grey, card["recipe"], torch.device("cpu"), tta=tta).numpy()
     assert np.allclose(via_dataset, via_cli, atol=1e-5)
+
+
+def test_the_command_line_predicts_images_of_other_sizes():
+    for name in ("small-valid", "medium-strong"):  # overlap tiles; a mirrored border
+        model, card = pretrained.load_pretrained(name)
+        probs = predict_cli.predict_batch(model, torch.rand(2, 1, 150, 130), card["recipe"], torch.device("cpu"), True)
+        assert probs.shape == (2, 150, 130) and 0 <= probs.min() and probs.max() <= 1
 
 
 # --- post-processing -----------------------------------------------------------------------------

@@ -2,15 +2,16 @@
 
     python -m unet_helpers.predict --pretrained medium-strong --images data/tgs-salt/test/images --out runs/masks
     python -m unet_helpers.predict --pretrained medium-strong --images data/tgs-salt/test/images --submission runs/submission.csv
-    python -m unet_helpers.predict --checkpoint runs/strong/best.pt --images my_images/ --out runs/masks --tta
+    python -m unet_helpers.predict --checkpoint runs/strong --images my_images/ --out runs/masks --tta
     python -m unet_helpers.predict --pretrained medium-strong --examples 8 --figure examples.png
 
 ``--pretrained NAME`` takes a model shipped with the package (see ``unet_helpers.pretrained``) and
 its card's post-processing (threshold, minimum salt area, flip TTA), each of which an option can
-override; ``--checkpoint`` takes a training run's own file. Images of any size work, read in
-batches of images of the same size. A same-padding network gets the image with the mirrored
-border it was trained with (101 -> 104 is 1 pixel above and left, 2 below and right); a
-valid-padding network predicts with the paper's overlap-tile strategy. Existing files are never
+override; ``--checkpoint`` takes a training run's folder (its best stage, as an export would ship it)
+or one of its files. Images of any size work, read in batches of images of the same size. A
+101x101 tile gets the mirrored border it was trained with (101 -> 104 is 1 pixel above and left,
+2 below and right), and flip TTA mirrors the padded tile, as training and the cards' scores do;
+a valid-padding network predicts images of other sizes with the paper's overlap-tile strategy. Existing files are never
 overwritten without --overwrite; errors print one clear message and exit with status 2.
 """
 
@@ -23,16 +24,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .data import SIDE, TGSDataError, write_submission
+from .data.dataset import fit_to_network, restore_from_network
 from .data.images import read_grey
 from .engine import CheckpointError, keep_freed_memory, model_from_checkpoint
 from .postprocess import to_masks
-from .pretrained import GENERATORS, MAX_EXAMPLES, available_pretrained, load_pretrained, show_examples
-from .tiling import mirror_pad, predict_tiled
+from .pretrained import (
+    GENERATORS,
+    MAX_EXAMPLES,
+    available_pretrained,
+    best_checkpoint,
+    load_pretrained,
+    show_examples,
+)
+from .tiling import predict_tiled
 from .utils import get_device
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -49,7 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a model shipped with the package: " + (", ".join(available_pretrained()) or "none installed"),
     )
-    model.add_argument("--checkpoint", type=Path, help="best.pt or last.pt written by training")
+    model.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a training run's --out folder (its best stage: the main stage's best.pt, averaged.pt or finetune/best.pt, "
+        "whichever scored highest on validation), or one checkpoint file; threshold 0.5, no minimum area and no TTA "
+        "unless given (`python -m unet_helpers.pretrained export --run RUN --data DATA --name NAME` chooses them on the "
+        "run's validation tiles; then predict with --pretrained NAME)",
+    )
     tiles = p.add_mutually_exclusive_group(required=True)
     tiles.add_argument("--images", type=Path, help="folder of images (PNG, JPEG, TIFF, BMP), any size")
     tiles.add_argument(
@@ -133,31 +148,35 @@ def read_images(paths: list[Path]) -> dict[Path, torch.Tensor]:
 def predict_batch(
     model: torch.nn.Module, images: torch.Tensor, recipe: dict, device: torch.device, tta: bool
 ) -> torch.Tensor:
-    """Salt probabilities (N, H, W) for a batch of grey images (N, 1, H, W) of one size."""
+    """Salt probabilities (N, H, W) for a batch of grey images (N, 1, H, W) of one size.
+
+    The images are padded or resized as the recipe trained its tiles (``fit_to_network``, which the training data
+    and the card's scores use too), and flip TTA mirrors that padded input, as ``engine.predict`` does: mirroring
+    the image before an uneven border (101 -> 104 is 1 pixel before and 2 after) would move it against the
+    network's pooling grid and give other probabilities than the ones the card's post-processing was chosen on.
+    """
     x = images.to(device).expand(-1, model.in_channels, -1, -1)  # grey -> the channels the network takes
     x = x.contiguous(memory_format=torch.channels_last)
     height, width = x.shape[-2:]
+    size, side = recipe.get("size", "pad"), recipe.get("side", SIDE)
 
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        if model.padding == "valid":
-            return torch.sigmoid(predict_tiled(model, batch, input_tile=recipe.get("side")))
-        if recipe.get("size") == "resize":
-            scale = recipe.get("side", SIDE) / SIDE
-            resized = F.interpolate(
-                batch, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False
-            )
-            return F.interpolate(
-                torch.sigmoid(model(resized)), size=(height, width), mode="bilinear", align_corners=False
-            )
-        # The border the network was trained with: TGSSaltDataset pads (side - 101) // 2 before, the rest after.
-        extra = recipe.get("side", SIDE) - SIDE if recipe.get("size", "pad") == "pad" else 0
-        before, after = extra // 2, extra - extra // 2
-        padded = mirror_pad(batch, before, after, before, after)
-        return torch.sigmoid(model(padded))[..., before : before + height, before : before + width]
+    def run(flip: bool) -> torch.Tensor:
+        if model.padding == "valid" and (height, width) != (SIDE, SIDE):
+            # an image of another size than the tiles it trained on: the paper's overlap tiles, over the whole image
+            image = x.flip(-1) if flip else x
+            probs = torch.sigmoid(predict_tiled(model, image, input_tile=side))
+            return probs.flip(-1) if flip else probs
+        network_input = fit_to_network(x, size, side)
+        if flip:
+            network_input = network_input.flip(-1)
+        probs = torch.sigmoid(model(network_input))
+        if flip:
+            probs = probs.flip(-1)
+        return restore_from_network(probs, size, side, height, width)
 
-    probs = run(x)
+    probs = run(flip=False)
     if tta:
-        probs = (probs + run(x.flip(-1)).flip(-1)) / 2
+        probs = (probs + run(flip=True)) / 2
     return probs[:, 0].float().cpu()
 
 
@@ -183,7 +202,11 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.n
         check_segmenter(args.pretrained)
         model, card = load_pretrained(args.pretrained, device)
         return model, card["recipe"], card["postprocessing"]
-    model, checkpoint = model_from_checkpoint(args.checkpoint, map_location=device)
+    path = args.checkpoint
+    if path.is_dir() and (path / "config.json").is_file():  # a run's folder: the checkpoint an export would ship
+        path, _ = best_checkpoint(path)
+        print(f"--checkpoint {args.checkpoint}: using {path}, the best validation tgs_score of the run's stages")
+    model, checkpoint = model_from_checkpoint(path, map_location=device)
     return model.to(device).eval(), checkpoint.get("config") or {}, dict(threshold=0.5, min_area=0, tta=False)
 
 

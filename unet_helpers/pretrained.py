@@ -189,7 +189,7 @@ def show_examples(name: str = "medium-strong", n: int = 8, data=None, device: st
 # ---------------------------------------------------------------------------
 
 
-def _best_checkpoint(run: Path) -> tuple[Path, dict]:
+def best_checkpoint(run: Path) -> tuple[Path, dict]:
     """The checkpoint the run would ship: the best validation tgs_score of the main and fine-tune stages."""
     candidates = [p for p in (run / "best.pt", run / "averaged.pt", run / "finetune" / "best.pt") if p.is_file()]
     if not candidates:
@@ -257,7 +257,7 @@ def export(
         raise ValueError(
             f"{existing[0]} already exists; pass --overwrite to replace the model {name!r}, or choose --name or --out-dir"
         )
-    path, checkpoint = _best_checkpoint(run)
+    path, checkpoint = best_checkpoint(run)
     model = UNet(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
     half = half_state_dict(checkpoint["model"])

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ..tiling import mirror_pad
 from .files import PAD_SIDE, RESIZE_SIDE, SIDE, TGSArrays, load_tgs_split
 
 
@@ -90,15 +91,7 @@ class TGSSaltDataset(Dataset):
 
     def _fit(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         """(N, 1, 101, 101) -> (N, 1, S, S) by the chosen size strategy."""
-        if self.size == "pad":
-            before = (self.side - SIDE) // 2
-            return F.pad(x, (before, self.side - SIDE - before) * 2, mode="reflect")
-        if self.size == "resize":
-            mode = "bilinear" if kind == "image" else "nearest"
-            return F.interpolate(
-                x, size=(self.side, self.side), mode=mode, **({"align_corners": False} if kind == "image" else {})
-            )
-        return x
+        return fit_to_network(x, self.size, self.side, kind)
 
     def restore(self, output: torch.Tensor) -> torch.Tensor:
         """Bring (N, C, s, s) predictions back to the original (N, C, 101, 101) tile.
@@ -106,17 +99,7 @@ class TGSSaltDataset(Dataset):
         ``s`` may be smaller than the input side (a valid-padding U-Net's output is the centre of
         its input), as long as the output still covers the tile.
         """
-        if self.size == "pad":
-            offset = (self.side - SIDE) // 2 - (self.side - output.shape[-1]) // 2  # tile's start in the output
-            if offset < 0 or offset + SIDE > output.shape[-1]:
-                raise ValueError(
-                    f"an output of side {output.shape[-1]} from inputs of side {self.side} does not cover the "
-                    f"{SIDE}x{SIDE} tile; pad to a larger side"
-                )
-            return output[..., offset : offset + SIDE, offset : offset + SIDE]
-        if self.size == "resize":
-            return F.interpolate(output, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
-        return output
+        return restore_from_network(output, self.size, self.side)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -134,6 +117,51 @@ class TGSSaltDataset(Dataset):
             image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
             image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
         return image.contiguous(), mask
+
+
+def fit_to_network(x: torch.Tensor, size: str, side: int, kind: str = "image") -> torch.Tensor:
+    """Tiles (N, C, H, W) as the network takes them: ``size`` "pad", "resize" or "none", for tiles of side ``side``.
+
+    "pad" mirrors ``side - 101`` pixels around the tile, (side - 101) // 2 above and left and the rest below and
+    right (101 -> 104: 1 and 2); "resize" scales by side / 101 (bilinear for images, nearest for masks). Written for
+    101x101 tiles; an image of another size gets the same border or scale. Training, evaluation and the command-line
+    predictor all prepare their inputs here, so that a network always sees its tiles in the same place.
+    """
+    if size == "pad":
+        before = (side - SIDE) // 2
+        after = side - SIDE - before
+        return mirror_pad(x, before, after, before, after)
+    if size == "resize":
+        height, width = x.shape[-2:]
+        target = (round(height * side / SIDE), round(width * side / SIDE))
+        if kind == "image":
+            return F.interpolate(x, size=target, mode="bilinear", align_corners=False)
+        return F.interpolate(x, size=target, mode="nearest")
+    return x
+
+
+def restore_from_network(
+    output: torch.Tensor, size: str, side: int, height: int = SIDE, width: int = SIDE
+) -> torch.Tensor:
+    """Undo :func:`fit_to_network` on the network's output (N, C, s, t): back to (N, C, height, width).
+
+    For "pad" the output may be smaller than the input (a valid-padding U-Net's output is the centre of its input),
+    as long as it still covers the tile.
+    """
+    if size == "pad":
+        before = (side - SIDE) // 2
+        in_height, in_width = height + side - SIDE, width + side - SIDE
+        top = before - (in_height - output.shape[-2]) // 2  # the tile's first row in the output
+        left = before - (in_width - output.shape[-1]) // 2
+        if min(top, left) < 0 or top + height > output.shape[-2] or left + width > output.shape[-1]:
+            raise ValueError(
+                f"an output of {output.shape[-2]}x{output.shape[-1]} from inputs of {in_height}x{in_width} does not "
+                f"cover the {height}x{width} tile; pad to a larger side"
+            )
+        return output[..., top : top + height, left : left + width]
+    if size == "resize":
+        return F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
+    return output
 
 
 def coverage_class(coverage: np.ndarray) -> np.ndarray:
