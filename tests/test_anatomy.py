@@ -13,6 +13,7 @@ from unet_helpers.anatomy import (
     error_by_border_distance,
     extent,
     feature_maps,
+    mass_radius,
     receptive_field,
     receptive_field_by_position,
     receptive_window_by_position,
@@ -154,3 +155,12 @@ def test_bilinear_upsampling_paints_no_checkerboard_where_a_transposed_convoluti
     bilinear = UpBlock(8, 4, "same", "zeros", False, upsample="bilinear").up(below)
     assert transposed.shape == bilinear.shape == (1, 4, 52, 52)
     assert checkerboard_index(transposed[0]) > 5 * checkerboard_index(bilinear[0])
+
+
+def test_mass_radius_is_the_half_side_of_the_square_that_holds_the_share():
+    heatmap = np.zeros((21, 21))
+    heatmap[10, 10] = 1.0  # half of the mass at the centre
+    heatmap[10, 15] = 1.0  # the other half 5 pixels to the right
+    assert mass_radius(heatmap, 0.5) == 0 and mass_radius(heatmap, 0.9) == 5
+    heatmap[0, 0] = 1e-3  # a stray pixel in the corner stretches the extent, not the radius of 90%
+    assert extent(heatmap, 0.0) == 16 and mass_radius(heatmap, 0.9) == 5

@@ -138,3 +138,16 @@ def test_a_lever_table_measured_in_part_marks_each_difference_with_its_own_seed(
     ax = plot_lever_table(table, no_rerun_gap="no rerun yet").axes[0]  # the band's place says it is not measured
     assert "no rerun yet" in [t.get_text() for t in ax.figure.legends[0].get_texts()]
     plt.close(ax.figure)
+
+
+def test_with_predictions_the_overlay_draws_the_truths_outline_even_of_a_full_tile():
+    truth = np.zeros((2, 101, 101), np.uint8)
+    truth[0, :, 60:] = 1  # a band on the right
+    truth[1] = 1  # all salt: the outline is the tile's border
+    figure = show_tiles(np.zeros((2, 101, 101), np.uint8), truth, predictions=np.zeros_like(truth))
+    overlays = figure.axes[-2:]  # the last row, one axis per tile
+    for ax, column in zip(overlays, (60, 0)):
+        lines = np.concatenate([path.vertices for c in ax.collections for path in c.get_paths()])
+        assert lines[:, 0].min() == pytest.approx(column - 0.5, abs=0.51)  # the outline's left edge
+    assert "truth" in figure.axes[-2].get_ylabel()
+    plt.close(figure)

@@ -271,6 +271,18 @@ def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, 
     save_checkpoint(run / "averaged.pt", **{**best, "best_score": 2.0}, averaged_epochs=[1, 2])
     averaged = pretrained.export(run, tiny_root, name="small-same", out_dir=tmp_path / "averaged", device_note="CPU")
     assert averaged["training"]["chosen_checkpoint"] == "main stage, the average of the snapshots of epochs 1, 2"
+    # An exported model loads by its card's path, in Python and on the command line, with its card's post-processing.
+    exported = tmp_path / "averaged" / "small-same.json"
+    _, loaded_card = pretrained.load_pretrained(str(exported))
+    assert loaded_card == averaged
+    masks = tmp_path / "exported-masks"
+    argv = ["--pretrained", str(exported), "--images", str(tiny_root / "test/images"), "--out", str(masks)]
+    assert predict_cli.main(argv) == 0 and len(list(masks.glob("*.png"))) == len(
+        list((tiny_root / "test/images").glob("*.png"))
+    )
+    with pytest.raises(ValueError, match="nope.pt not found: an exported model is its card"):
+        (tmp_path / "nope.json").write_text("{}")
+        pretrained.load_pretrained(str(tmp_path / "nope.json"))
     (run / "averaged.pt").unlink()
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
     monkeypatch.setattr(pretrained, "NAMES", ("small-same",))

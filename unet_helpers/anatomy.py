@@ -122,15 +122,17 @@ def receptive_field(model: UNet) -> int:
 def effective_receptive_field(model: UNet, images: torch.Tensor) -> np.ndarray:
     """How much each input pixel moves the centre output pixel: |d logit(centre) / d input| (Luo et al., 2016).
 
-    ``images``: (N, C, S, S). Returns (S, S), the mean over the images of the gradient's magnitude
-    (summed over channels), scaled to a maximum of 1. In eval mode, so batch norm uses its statistics.
+    ``images``: (N, C, S, S). Returns (S, S): each image's gradient magnitude (summed over channels) as a share of
+    its own total, so that no one image with large gradients outweighs the others, averaged over the images and
+    scaled to a maximum of 1. In eval mode, so batch norm uses its statistics.
     """
     model.eval()
     x = images.clone().requires_grad_(True)
     out = model(x)
     centre = out.shape[-1] // 2
     out[:, 0, centre, centre].sum().backward()
-    grad = x.grad.abs().sum(1).mean(0)
+    grad = x.grad.abs().sum(1)  # (N, S, S)
+    grad = (grad / grad.sum((1, 2), keepdim=True).clamp_min(1e-12)).mean(0)
     return (grad / grad.max().clamp_min(1e-12)).numpy()
 
 
@@ -138,6 +140,20 @@ def extent(heatmap: np.ndarray, level: float = 0.0) -> int:
     """Width (in pixels) of the columns of ``heatmap`` that hold any value above ``level``."""
     columns = np.flatnonzero((heatmap > level).any(axis=0))
     return int(columns[-1] - columns[0] + 1) if len(columns) else 0
+
+
+def mass_radius(heatmap: np.ndarray, share: float) -> int:
+    """The smallest r for which the square of side 2r + 1 centred on the centre pixel holds ``share`` of the total.
+
+    A measure of how far the weight of a map such as :func:`effective_receptive_field` reaches, which a few stray
+    pixels cannot stretch (unlike :func:`extent`).
+    """
+    total = heatmap.sum()
+    cy, cx = heatmap.shape[0] // 2, heatmap.shape[1] // 2
+    for r in range(max(heatmap.shape)):
+        if heatmap[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1].sum() >= share * total:
+            return r
+    return max(heatmap.shape)
 
 
 def error_by_border_distance(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -340,14 +340,15 @@ EXERCISES: dict[str, Exercise] = {
     "05.1": Exercise("the competition's score of one tile from its masks: tgs_one(pred, truth)", _tgs_one),
     "05.2": Exercise("horizontal-flip TTA: hflip_tta(model, x) -> the averaged probabilities", _hflip_tta),
     "06.1": Exercise(
-        "the bytes of gradients DDP all-reduces per optimizer step for medium-reflect, "
-        "UNet(3, 1, (16, 32, 64, 128), padding='same', padding_mode='reflect'), in float32",
+        "the bytes of float32 gradients each process hands to DDP's all-reduce per optimizer step for "
+        "medium-reflect, UNet(3, 1, (16, 32, 64, 128), padding='same', padding_mode='reflect')",
         lambda a: _number(
             a,
             482_033 * 4,
             "One gradient per parameter (count them with models.count_parameters, or by hand), 4 bytes per float32.",
-            "482,033 parameters x 4 bytes = 1,928,132 bytes, about 1.9 MB per step in each direction: small next to the "
-            "activations, which is why data parallelism suits these U-Nets.",
+            "482,033 parameters x 4 bytes = 1,928,132 bytes, about 1.9 MB per step: small next to the activations, "
+            "which is why data parallelism suits these U-Nets. (A ring all-reduce over N processes sends and receives "
+            "2 (N - 1) / N times that per process: the same 1.9 MB with 2 processes, close to 3.9 MB with many.)",
         ),
     ),
     "06.2": Exercise(

@@ -236,9 +236,11 @@ def show_tiles(
     size: float = 1.6,
     suptitle: str | None = None,
 ) -> plt.Figure:
-    """A grid with one column per tile: image, true mask, overlay (and prediction, if given).
+    """A grid with one column per tile: image, true mask, (prediction, if given,) and an overlay.
 
-    Each image and its overlay are drawn on one grey scale (``display_range``: 0..255 for 8-bit tiles).
+    The overlay tints the true mask in red on the image; with predictions it tints the prediction instead and
+    draws the true mask's outline over it in yellow, so that a miss shows where the salt was. Each image and its
+    overlay are drawn on one grey scale (``display_range``: 0..255 for 8-bit tiles).
     """
     rows = [("image", images, "gray"), ("mask", masks, "gray")]
     if predictions is not None:
@@ -257,9 +259,15 @@ def show_tiles(
     last = predictions if predictions is not None else masks
     for c in range(n):
         axes[-1, c].imshow(overlay(images[c], last[c], value_range=display_range(images[c])))
+        if predictions is not None:  # the truth's outline; padded with sediment so that a full tile has one too
+            truth = np.pad(_as_2d(masks[c]).astype(float), 1)
+            steps = np.arange(-1, truth.shape[0] - 1), np.arange(-1, truth.shape[1] - 1)
+            axes[-1, c].contour(*steps, truth, levels=[0.5], colors=["yellow"], linewidths=1.2)
+            axes[-1, c].set_xlim(-0.5, truth.shape[1] - 2.5), axes[-1, c].set_ylim(truth.shape[0] - 2.5, -0.5)
         if titles is not None:
             axes[0, c].set_title(titles[c], fontsize=9)
-    axes[-1, 0].set_ylabel("overlay", fontsize=9)
+    overlay_label = "prediction (red),\ntruth (yellow line)" if predictions is not None else "overlay"
+    axes[-1, 0].set_ylabel(overlay_label, fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     if suptitle:

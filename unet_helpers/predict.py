@@ -55,15 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--pretrained",
         metavar="NAME",
-        help="a model shipped with the package: " + (", ".join(available_pretrained()) or "none installed"),
+        help="a model shipped with the package ("
+        + (", ".join(available_pretrained()) or "none installed")
+        + "), or the card of one you exported (`pretrained export ... --out-dir FOLDER`: FOLDER/NAME.json)",
     )
     model.add_argument(
         "--checkpoint",
         type=Path,
         help="a training run's --out folder (its best stage: the main stage's best.pt, averaged.pt or finetune/best.pt, "
         "whichever scored highest on validation), or one checkpoint file; threshold 0.5, no minimum area and no TTA "
-        "unless given (`python -m unet_helpers.pretrained export --run RUN --data DATA --name NAME` chooses them on the "
-        "run's validation tiles; then predict with --pretrained NAME)",
+        "unless given (`python -m unet_helpers.pretrained export --run RUN --data DATA --name NAME --out-dir FOLDER` chooses "
+        "them on the run's validation tiles; then predict with --pretrained FOLDER/NAME.json)",
     )
     tiles = p.add_mutually_exclusive_group(required=True)
     tiles.add_argument("--images", type=Path, help="folder of images (PNG, JPEG, TIFF, BMP), any size")

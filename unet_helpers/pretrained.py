@@ -46,20 +46,38 @@ def available_pretrained(generators: bool = False) -> list[str]:
     return [n for n in names if (WEIGHTS_DIR / f"{n}.pt").is_file() and (WEIGHTS_DIR / f"{n}.json").is_file()]
 
 
-def load_card(name: str) -> dict:
-    """The card of a shipped model (no weights loaded)."""
+def model_files(name: str) -> tuple[Path, Path]:
+    """(card, weights) of a shipped model by its name, or of an exported one by its card's path (a ``.json`` with
+    its ``.pt`` beside it, as ``export --out-dir FOLDER`` writes them)."""
+    if name.endswith(".json"):
+        card = Path(name)
+        for path in (card, card.with_suffix(".pt")):
+            if not path.is_file():
+                raise ValueError(
+                    f"{path} not found: an exported model is its card (.json) with its weights (.pt, the same name) "
+                    "beside it; write both with python -m unet_helpers.pretrained export --run RUN --data DATA "
+                    "--name NAME --out-dir FOLDER"
+                )
+        return card, card.with_suffix(".pt")
     _check_name(name)
-    return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    return WEIGHTS_DIR / f"{name}.json", WEIGHTS_DIR / f"{name}.pt"
+
+
+def load_card(name: str) -> dict:
+    """The card of a shipped model, or of an exported one by its card's path (no weights loaded)."""
+    return json.loads(model_files(name)[0].read_text())
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """A shipped U-Net by name, in eval mode on ``device``, and its card: a segmenter (a ``UNet``, by recipe name)
-    or the denoiser of notebook 09 (a ``RecursiveUNet`` with a time input, ``"denoiser"``).
+    or the denoiser of notebook 09 (a ``RecursiveUNet`` with a time input, ``"denoiser"``). A path to an exported
+    card (``runs/models/my-strong.json``) loads that model instead.
 
     Raises ``ValueError`` listing the names when ``name`` is not one of them.
     """
-    card = load_card(name)
-    return load_model(card, WEIGHTS_DIR / f"{name}.pt", device), card
+    card_path, weights = model_files(name)
+    card = json.loads(card_path.read_text())
+    return load_model(card, weights, device), card
 
 
 def load_model(card: dict, weights: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -369,8 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("export", help="write weights and card from a finished training run")
     ex.add_argument("--run", type=Path, required=True, help="the run's --out folder")
     ex.add_argument("--data", type=Path, required=True, help="the data folder the run trained on")
-    ex.add_argument("--name", default=None, help="name of the shipped model (default: the recipe's)")
-    ex.add_argument("--out-dir", type=Path, default=WEIGHTS_DIR)
+    ex.add_argument("--name", default=None, help="the model's name (default: the recipe's)")
+    ex.add_argument(
+        "--out-dir",
+        type=Path,
+        default=WEIGHTS_DIR,
+        help="where to write NAME.json and NAME.pt (default: the package's weights folder, where the shipped models "
+        "are; for your own models pass a folder of yours, e.g. runs/models, and predict with --pretrained "
+        "runs/models/NAME.json)",
+    )
     ex.add_argument("--device-note", default=None, help="what trained it, for the card (e.g. '2-core Xeon CPU')")
     ex.add_argument("--overwrite", action="store_true", help="replace a model of the same name in --out-dir")
     ex.add_argument(
@@ -387,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
                 keep_freed_memory()
             card = export(args.run, args.data, args.name, args.out_dir, args.device_note, args.overwrite, args.device)
             print(card["summary"])
+            written = Path(args.out_dir) / f"{card['name']}.json"
+            print(f"wrote {written} and its weights; predict with --pretrained {written}")
         else:
             for name in available_pretrained():
                 card = load_card(name)
