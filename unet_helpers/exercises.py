@@ -435,7 +435,9 @@ EXERCISES: dict[str, Exercise] = {
             "Without t the network sees one input, x_t = 0, with targets from -1 to minus infinity, and can only "
             "predict their average; with t it knows which one. (Different tiles that give the same x_t at the same "
             "t are still one input with several targets: there the network learns their average, the velocity field "
-            "that sampling follows.)",
+            "that sampling follows.) For one pixel this ambiguity is exact; from a whole tile's x_t the noise level "
+            "can mostly be read off, which is why denoisers without a time input can still work (Sun et al., 2025, "
+            "'Is Noise Conditioning Necessary for Denoising Generative Models?'): the time input makes it explicit.",
         ),
     ),
 }

@@ -5,7 +5,7 @@
     torchrun --nproc_per_node=4 -m unet_helpers.train --data data/tgs-salt --out runs/strong
 
 On a CPU with 2 or more cores it trains a network without batch norm as two data-parallel processes
-by itself (--processes auto), at least as fast there as one process with every thread; --processes 1
+by itself (--processes auto), about as fast there as one process with every thread; --processes 1
 keeps it in one process.
 
 Every option can also come from a JSON or TOML file (--config), with the option names as keys
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_processes,
         default="auto",
         help="training processes on a CPU, 'auto' or a number (default auto: 2 on a CPU with 2 or more cores, each "
-        "with half of them, for networks without batch norm: two data-parallel processes train at least as fast "
+        "with half of them, for networks without batch norm: two data-parallel processes train about as fast "
         "there as one with every thread); under torchrun, torchrun decides",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch is still printed)")
@@ -534,11 +534,12 @@ def planned_processes(args: argparse.Namespace) -> int:
     """How many training processes this command starts: 1 means it trains in this process.
 
     ``--processes auto`` chooses 2 on a CPU with 2 or more cores. There, two data-parallel
-    processes with half of the threads each train at least as fast as one process with all of them
+    processes with half of the threads each train about as fast as one process with all of them
     (benchmarks/bench_training.py, medium-reflect on 2 cores: 75.2 against 69.5 images/s in one run,
-    80.6 against 78.5 with --variants in another; runs vary by 10-20%), and with the same global
-    batch and no random augmentation they train the same network (notebook 06). It keeps 1 for a network with batch norm:
-    on a CPU each process would normalise over its half of the batch (SyncBatchNorm needs CUDA),
+    80.6 against 78.5 with --variants in another, 68.8 against 65.0 on an AMD EPYC; runs vary by
+    10-20%), and with the same global batch and no random augmentation they train the same network
+    (notebook 06). It keeps 1 for a network with batch norm: on a CPU each process would normalise
+    over its half of the batch (SyncBatchNorm needs CUDA),
     which changes the training, and the larger network gains nothing there anyway. It keeps 1 on
     a GPU, when ``--threads`` is given (the user is sharing out the cores), on Windows, and inside
     processes that torchrun started.
