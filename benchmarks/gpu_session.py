@@ -114,6 +114,9 @@ changed since. So 27 runs are left, and with the part 3 record the next loan's 1
 seed 0's rerun, the nine rows' seed 1, seed 1's rerun and the first four runs of seed 2 (its baseline first): after it
 every row has two seeds and the rerun gap is measured on two seeds, the runs a verdict needs. The commands are the ones
 above.
+
+The ninth session had no GPU either. Nothing the loan runs changed (the predictor's flip TTA now mirrors the padded
+tile, as training and the exports always did), so the commands above stand.
 """
 
 from __future__ import annotations
