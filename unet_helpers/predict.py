@@ -272,7 +272,8 @@ def run_examples(args: argparse.Namespace) -> int:
     device = get_device() if args.device == "auto" else torch.device(args.device)
     figure, _ = show_examples(args.pretrained, args.examples, data=args.data, device=device)
     figure_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(figure_path, dpi=100, metadata={"Software": FIGURE_TAG})
+    # "tight": the whole figure, row labels included, as a notebook shows it
+    figure.savefig(figure_path, dpi=100, bbox_inches="tight", metadata={"Software": FIGURE_TAG})
     print(
         f"{'replaced' if replacing else 'wrote'} {figure_path}: image, true mask, predicted mask and overlay of each tile"
     )
