@@ -151,3 +151,12 @@ def test_with_predictions_the_overlay_draws_the_truths_outline_even_of_a_full_ti
         assert lines[:, 0].min() == pytest.approx(column - 0.5, abs=0.51)  # the outline's left edge
     assert "truth" in figure.axes[-2].get_ylabel()
     plt.close(figure)
+
+
+def test_the_truths_outline_follows_the_tile_on_a_wide_image():
+    truth = np.zeros((1, 40, 101), np.uint8)
+    truth[0, :, 60:] = 1  # a band on the right of a wide image: its outline must run down column 59.5, not 39.5
+    figure = show_tiles(np.zeros((1, 40, 101), np.uint8), truth, predictions=np.zeros_like(truth))
+    lines = np.concatenate([path.vertices for c in figure.axes[-1].collections for path in c.get_paths()])
+    assert lines[:, 0].min() == pytest.approx(59.5, abs=0.51) and lines[:, 1].max() <= 40
+    plt.close(figure)

@@ -261,8 +261,8 @@ def show_tiles(
         axes[-1, c].imshow(overlay(images[c], last[c], value_range=display_range(images[c])))
         if predictions is not None:  # the truth's outline; padded with sediment so that a full tile has one too
             truth = np.pad(_as_2d(masks[c]).astype(float), 1)
-            steps = np.arange(-1, truth.shape[0] - 1), np.arange(-1, truth.shape[1] - 1)
-            axes[-1, c].contour(*steps, truth, levels=[0.5], colors=["yellow"], linewidths=1.2)
+            columns, rows = np.arange(-1, truth.shape[1] - 1), np.arange(-1, truth.shape[0] - 1)  # x, then y
+            axes[-1, c].contour(columns, rows, truth, levels=[0.5], colors=["yellow"], linewidths=1.2)
             axes[-1, c].set_xlim(-0.5, truth.shape[1] - 2.5), axes[-1, c].set_ylim(truth.shape[0] - 2.5, -0.5)
         if titles is not None:
             axes[0, c].set_title(titles[c], fontsize=9)
