@@ -67,9 +67,19 @@ def test_rle_decode_empty_and_transposition():
 
 
 @pytest.mark.parametrize(
-    "bad, message", [("5", "pairs"), ("1 x", "whole numbers"), ("0 3", "count from 1"), ("10200 5", "past the 101x101")]
+    "bad, message",
+    [
+        ("5", "pairs"),
+        ("1 x", "whole numbers"),
+        ("0 3", "count from 1"),
+        ("10200 5", "past the 101x101"),
+        ("5 3 1 2", "sorted by start"),  # Kaggle's runs are sorted ...
+        ("1 5 3 2", "must not overlap"),  # ... and do not overlap
+    ],
 )
 def test_rle_decode_bad_strings_name_the_id(bad, message):
+    """A malformed string is refused with the id in the message; runs that touch ("1 2 3 1") are still valid."""
+    assert rle_decode("1 2 3 1", shape=(2, 2)).sum() == 3
     with pytest.raises(TGSDataError, match=f"abc123.*{message}"):
         rle_decode(bad, name="abc123")
 

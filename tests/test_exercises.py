@@ -123,3 +123,74 @@ def test_a_score_that_counts_an_iou_on_its_threshold_is_not_passed(accumulate):
 def test_a_rounded_answer_is_right_where_the_question_asks_for_a_share(answer):
     assert verify("09.1", answer)[0]
     assert not verify("09.1", 0.16)[0] and not verify("09.1", 0.15)[0]
+
+
+@pytest.mark.parametrize(
+    "layer_side_off",
+    [
+        284**2 - 282**2,  # enc2_conv1 counted at its input side (the pooled 284) instead of its output side
+        (282**2 - 280**2) * 2,  # enc2_conv2 likewise (128 -> 128: twice the channels of enc2_conv1)
+        (198**2 - 196**2) * 2,  # dec2_conv2 likewise
+    ],
+)
+def test_a_layer_counted_at_its_input_side_is_not_passed(layer_side_off):
+    """01.1's count is exact: a side off by 2 pixels moves it by only 0.2-0.5%, inside the old 0.5% tolerance."""
+    ok, message = verify("01.1", 35_960_815_616 + layer_side_off * 128 * 64 * 9)
+    assert not ok and "OUTPUT side" in message
+
+
+def test_the_level_macs_explanation_adds_up():
+    ok, message = verify("01.1", 35.96e9)  # a rounded float is still right
+    terms = [float(t) for t in message.split(" = ")[0].split(" + ")]
+    assert ok and terms == [5.86, 11.56, 1.31, 11.56, 5.66] and abs(sum(terms) - 35.96) < 0.015
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda level, x: level(x),  # the package's recursion, not the learner's
+        lambda level, x: level.decode(level.inner(level.pool(level.encode(x))), level.encode(x)),  # one level by hand
+    ],
+)
+def test_02_1_needs_the_recursion_written_out(answer):
+    ok, message = verify("02.1", answer)
+    assert not ok and "write the recursion yourself" in message
+
+
+@pytest.mark.parametrize(
+    "answer, hint",
+    [
+        ("2 2 7 2 9 1", "merge runs"),  # the right mask, the run split where it wraps into the next column
+        ("3 1 5 1 9 2 14 1", "along the rows"),  # row-major
+        ("1 2 6 3", "from 0"),  # 0-indexed
+        ("5 3 1 2", "column-major"),  # not a valid string at all
+    ],
+)
+def test_03_1_says_which_convention_an_answer_broke(answer, hint):
+    ok, message = verify("03.1", answer)
+    assert not ok and hint in message
+
+
+def test_03_1_ignores_spacing():
+    assert verify("03.1", " 2  2 7 3 ")[0]
+
+
+def test_03_2_hint_covers_a_multiple_of_16_that_is_not_the_smallest():
+    ok, message = verify("03.2", 128)
+    assert not ok and "smallest such multiple" in message
+
+
+@pytest.mark.parametrize(
+    "answer, right", [(0.99902, True), (1 - 1 / 1021.1, True), (0.999, False), (1 - 1 / 1001, False)]
+)
+def test_04_2_tells_101_pixels_from_100(answer, right):
+    """1 - 1/1021.1 for a 101x101 tile; 1 - 1/1001 is a 100x100 one and 0.999 a guess."""
+    assert verify("04.2", answer)[0] is right
+
+
+@pytest.mark.parametrize(
+    "exercise, answer", [("08.1", 2193.0), ("08.1", torch.tensor(2193)), ("08.3", torch.tensor(3.0))]
+)
+def test_a_whole_number_computed_as_a_float_or_a_tensor_is_accepted(exercise, answer):
+    assert verify(exercise, answer)[0]
+    assert not verify("08.1", 2193.5)[0]

@@ -63,6 +63,28 @@ def test_figures_of_the_package_fit_a_notebook_cell():
         plt.close(figure)
 
 
+@pytest.mark.parametrize(
+    "config",
+    [dict(), dict(features=(16, 32, 64, 128), input_side=101, padding="same", in_channels=3, out_channels=1)],
+    ids=["paper", "tgs-same"],
+)
+def test_the_u_draws_every_feature_map_with_its_side_pooled_maps_included(config):
+    """One bar per map of feature_map_sides, in order, each labelled with its side: a pooling's arrow must end at
+    the pooled map (284 for the paper), not at the convolution after it (282)."""
+    from matplotlib.patches import Rectangle
+
+    from unet_helpers.models import feature_map_sides
+
+    ax = draw_unet(**config)
+    levels = len(config.get("features", (64, 128, 256, 512, 1024)))
+    sides = feature_map_sides(config.get("input_side", 572), levels, config.get("padding", "valid"))
+    bars = sorted((r.get_x(), r) for r in ax.patches if isinstance(r, Rectangle))
+    side_labels = sorted((t.get_position()[0], t.get_text()) for t in ax.texts if t.get_rotation() == 90)
+    assert len(bars) == len(sides) == len(side_labels)
+    assert [int(text) for _, text in side_labels] == [side for _, side in sides]
+    plt.close(ax.figure)
+
+
 def test_a_fine_tune_stage_is_marked_and_epochs_are_whole_numbers():
     history = dict(
         epoch=[1, 2, 3, 4],

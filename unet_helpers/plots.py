@@ -48,7 +48,7 @@ def draw_recursion(features: Sequence[int] = (64, 128, 256, 512, 1024), ax: plt.
     """Draw a U-Net as the recursion it is: each box is a U-Net that holds a smaller one, down to the bottleneck.
 
     Each box's top row reads left to right: its encoder block (two 3x3 convolutions) and a 2x2 max-pool
-    into the smaller U-Net below; the skip (dashed) crosses to the right, where the up-convolution's
+    into the smaller U-Net inside it; the skip (dashed) crosses to the right, where the up-convolution's
     output is concatenated with it and the decoder block runs.
     """
     levels = len(features)
@@ -79,7 +79,8 @@ def draw_recursion(features: Sequence[int] = (64, 128, 256, 512, 1024), ax: plt.
             continue
         row = top - 0.45
         ax.text(left + 0.1, row, f"depth {depth}: encode {channels}", color=color, fontsize=9, va="center")
-        ax.text(left + 0.1, row - 0.32, "pool, into the box below", color=color, fontsize=9, va="center")
+        ax.text(left + 0.1, row - 0.32, "pool, into the box inside", color=color, fontsize=9, va="center")
+        ax.text(right - 0.1, row - 0.32, "(from the box inside)", color=color, fontsize=9, va="center", ha="right")
         ax.text(
             right - 0.1, row, f"up-conv, concat, decode {channels}", color=color, fontsize=9, va="center", ha="right"
         )
@@ -112,10 +113,11 @@ def draw_unet(
     ax: plt.Axes | None = None,
     in_channels: int = 1,
     out_channels: int = 2,
+    padding_mode: str = "zeros",
 ) -> plt.Axes:
     """Draw the U as in the paper's Figure 1: one bar per feature map, its height the map's side.
 
-    Above each bar: its channels; below it: its side. Blue arrows are 3x3 convolutions + ReLU,
+    Above each bar: its channels; under it: its side. Blue arrows are 3x3 convolutions + ReLU,
     red ones 2x2 max-pooling, green ones 2x2 up-convolutions, grey dashed ones copy (and crop),
     cyan the 1x1 output convolution. Sized so every label is readable at a notebook's width.
     """
@@ -131,7 +133,9 @@ def draw_unet(
 
     labels: dict[int, tuple] = {}  # level -> (its last channel label, that bar's x, channels)
 
-    def bar(x: float, level: int, side: int, channels: int) -> tuple[float, float]:
+    def bar(x: float, level: int, side: int, channels: int, side_at: str = "center") -> tuple[float, float]:
+        """One feature map. Its side is written below it, or below and to its "left" or "right" where an arrow
+        leaves downwards to the right (a pooling) or arrives from below on the left (an up-convolution)."""
         top = row(level)
         h = max(side * scale, 0.1)
         ax.add_patch(Rectangle((x, top - h), width, h, facecolor="#c6dbef", edgecolor="black", lw=0.8))
@@ -142,25 +146,33 @@ def draw_unet(
         else:
             text = ax.text(x + width / 2, top + 0.08, str(channels), ha="center", va="bottom", fontsize=label_size)
             labels[level] = (text, x, channels)
-        ax.text(x + width / 2, top - h - 0.08, str(side), ha="center", va="top", fontsize=side_size, color="dimgrey")
+        # the side written upwards, as in the paper's figure: narrow enough to stay clear of the diagonal arrows
+        anchor = {
+            "center": (x + width / 2, top - h - 0.06),
+            "left": (x - 0.04, top - h),
+            "right": (x + width + 0.04, top - h),
+        }
+        ha = {"center": "center", "left": "right", "right": "left"}[side_at]
+        ax.text(*anchor[side_at], str(side), ha=ha, va="top", rotation=90, fontsize=side_size, color="dimgrey")
         return x + width, top - h / 2
 
     def arrow(a, b, color, style="-"):
         ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=11, color=color, lw=1.4, linestyle=style))
 
     x, skips, last = 0.0, {}, None
-    # Contracting path
+    # Contracting path: two 3x3 convolutions per level; from level 2 on, they read the pooled map of the level above
     for level in range(1, levels + 1):
         name = f"enc{level}" if level < levels else "bottleneck"
-        if level > 1:
-            arrow(last, (x - 0.02, row(level) - max(sides[f"{name}.conv1"] * scale, 0.1) / 2), "tab:red")
-        else:
+        if level == 1:
             last = bar(x, 1, sides["input"], in_channels)
-            x += step
+        else:
+            pooled = sides[f"pool{level - 1}"]
+            arrow(last, (x - 0.02, row(level) - max(pooled * scale, 0.1) / 2), "tab:red")
+            last = bar(x, level, pooled, features[level - 2], "right")
+        x += step
         for k in (1, 2):
-            if level == 1 or k == 2:
-                arrow(last, (x, row(level) - sides[f"{name}.conv{k}"] * scale / 2), "tab:blue")
-            last = bar(x, level, sides[f"{name}.conv{k}"], features[level - 1])
+            arrow(last, (x, row(level) - sides[f"{name}.conv{k}"] * scale / 2), "tab:blue")
+            last = bar(x, level, sides[f"{name}.conv{k}"], features[level - 1], "left" if k == 2 else "center")
             x += step
         skips[level] = last
     # Expansive path
@@ -169,16 +181,16 @@ def draw_unet(
         up_y = row(level) - sides[f"up{level}"] * scale / 2
         arrow(last, (x, up_y), "tab:green")
         arrow(skips[level], (x, up_y), "grey", "--")
-        last = bar(x, level, sides[f"up{level}"], 2 * features[level - 1])
+        last = bar(x, level, sides[f"up{level}"], 2 * features[level - 1], "right")
         x += step
         for k in (1, 2):
             arrow(last, (x, row(level) - sides[f"dec{level}.conv{k}"] * scale / 2), "tab:blue")
-            last = bar(x, level, sides[f"dec{level}.conv{k}"], features[level - 1])
+            last = bar(x, level, sides[f"dec{level}.conv{k}"], features[level - 1], "left" if k == 2 else "center")
             x += step
     arrow(last, (x, last[1]), "tab:cyan")
     bar(x, 1, sides["output"], out_channels)
     ax.set_xlim(-0.6, x + 0.8)
-    ax.set_ylim(row(levels) - 1.0, 0.6)
+    ax.set_ylim(row(levels) - 1.7, 0.6)
     ax.set_axis_off()
     legend = [
         ("3x3 conv, ReLU", "tab:blue", "-"),
@@ -189,16 +201,29 @@ def draw_unet(
     ]
     for i, (label, color, style) in enumerate(legend):
         y = row(levels) - 0.3 + 0.42 * (len(legend) - 1 - i)
-        arrow((x - 3.3, y), (x - 2.6, y), color, style)
-        ax.text(x - 2.45, y, label, color="black", fontsize=label_size, va="center")
+        arrow((x - 3.7, y), (x - 3.0, y), color, style)
+        ax.text(x - 2.85, y, label, color="black", fontsize=label_size, va="center")
     ax.text(
         0.0,
-        row(levels) - 0.8,
-        "above a bar (or a pair of bars): its channels; below it (grey): the side of the map in pixels",
+        row(levels) - 1.15,
+        "above a bar (or a pair of bars): its channels; under it (grey, written upwards): the side of the map in pixels",
         fontsize=side_size,
         va="center",
     )
-    ax.set_title(f"U-Net, {levels} levels, {padding} padding, {input_side}x{input_side} input", fontsize=12)
+    below = lambda level: sides[f"dec{level + 1}.conv2" if level + 1 < levels else "bottleneck.conv2"]  # noqa: E731
+    cut = [level for level in range(levels - 1, 0, -1) if sides[f"up{level}"] < 2 * below(level)]
+    if cut:  # same padding on odd sides: say what the drawing cannot show
+        b, up = below(cut[0]), sides[f"up{cut[0]}"]
+        ax.text(
+            0.0,
+            row(levels) - 1.5,
+            f"an up-convolution doubles the side; where the skip's side is odd, its last row and column are cut "
+            f"({b} -> {2 * b} -> {up})",
+            fontsize=side_size,
+            va="center",
+        )
+    kind = padding if padding == "valid" else f"{padding} ({padding_mode})"
+    ax.set_title(f"U-Net, {levels} levels, {kind} padding, {input_side}x{input_side} input", fontsize=12)
     return ax
 
 

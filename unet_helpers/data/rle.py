@@ -37,9 +37,16 @@ def rle_decode(rle: str, shape: tuple[int, int] = (SIDE, SIDE), name: str = "mas
         numbers = np.array(tokens, dtype=np.int64).reshape(-1, 2)
     except ValueError:
         raise TGSDataError(f"{name}: run-length string must hold whole numbers, got {rle!r}") from None
+    end_of_previous = 0  # Kaggle's runs are sorted and do not overlap
     for start, length in numbers:
         if start < 1 or length < 1:
             raise TGSDataError(f"{name}: run {start} {length} is invalid; starts count from 1 and lengths are positive")
+        if start <= end_of_previous:
+            raise TGSDataError(
+                f"{name}: run {start} {length} starts at or before pixel {end_of_previous}, where the run before it "
+                "ends; runs must be sorted by start and must not overlap"
+            )
+        end_of_previous = start - 1 + length
         if start - 1 + length > mask.size:
             raise TGSDataError(
                 f"{name}: run {start} {length} ends at pixel {start - 1 + length}, past the "
