@@ -556,3 +556,159 @@ def test_checkpoints_and_models_given_where_the_other_belongs(tiny_root, tmp_pat
     # --data one level too deep, into train/
     assert train_cli.main(["--data", str(tiny_root / "train"), "--out", str(tmp_path / "r2"), *TINY]) == 2
     assert f"pass --data {tiny_root}" in capsys.readouterr().err
+
+
+# --- what a new user got wrong, tried on a copy of the stand-in ------------------------------------------------------
+
+
+def test_the_trainer_never_replaces_an_options_file_of_the_users_in_out(tiny_root, tmp_path, capsys):
+    """A config.json of the user's in --out was replaced by the run's own, and three more files with it."""
+    out = tmp_path / "exp1"
+    out.mkdir()
+    mine = json.dumps({"recipe": "small-same", "epochs": 1})
+    (out / "config.json").write_text(mine)
+    argv = ["--data", str(tiny_root), "--processes", "1", *TINY, "--epochs", "1"]
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        assert train_cli.main([*argv, "--config", str(out / "config.json"), "--out", str(out), *extra]) == 2
+        assert "not a config.json the trainer wrote" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == mine and sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
+def test_a_runs_own_config_json_resumes_it_and_repeats_it_elsewhere(tiny_root, tmp_path):
+    """The resume errors say 'resume with the run's own options (its config.json)': --config takes that file."""
+    out = tmp_path / "run"
+    assert (
+        train_cli.main(["--data", str(tiny_root), "--processes", "1", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    )
+    assert train_cli.main(["--config", str(out / "config.json"), "--resume"]) == 0  # finished: loaded, not retrained
+    assert json.loads((out / "history.json").read_text())["all"]["epoch"] == [1]
+    again = tmp_path / "again"
+    assert train_cli.main(["--config", str(out / "config.json"), "--out", str(again)]) == 0
+    first, second = (json.loads((run / "config.json").read_text()) for run in (out, again))
+    assert first["recipe_resolved"] == second["recipe_resolved"] and second["config"] == str(out / "config.json")
+
+
+def test_files_of_an_unfinished_run_are_not_replaced_without_overwrite(tiny_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "split.json").write_text("{}")  # a run stopped before its first checkpoint, say
+    argv = ["--data", str(tiny_root), "--processes", "1", "--out", str(out), *TINY, "--epochs", "1"]
+    assert train_cli.main(argv) == 2
+    assert "split.json" in capsys.readouterr().err and (out / "split.json").read_text() == "{}"
+    assert train_cli.main([*argv, "--overwrite"]) == 0
+
+
+def test_overwrite_removes_every_stage_of_the_earlier_run(tiny_root, tmp_path, capsys):
+    """A fine-tune stage that outlived --overwrite was what predict --checkpoint RUN then used."""
+    from unet_helpers.pretrained import best_checkpoint
+
+    out = tmp_path / "run"
+    argv = ["--data", str(tiny_root), "--processes", "1", "--out", str(out), *TINY, "--epochs", "1"]
+    assert train_cli.main([*argv, "--finetune-epochs", "1", "--finetune-loss", "lovasz"]) == 0
+    assert (out / "finetune" / "best.pt").is_file()
+    capsys.readouterr()
+    assert train_cli.main([*argv, "--overwrite"]) == 0
+    assert "removed the earlier run's" in capsys.readouterr().out
+    assert not (out / "finetune" / "best.pt").exists() and best_checkpoint(out)[0] == out / "best.pt"
+
+
+def test_a_split_that_leaves_no_validation_tiles_is_refused(tmp_path, capsys):
+    root = make_synthetic_tgs(tmp_path / "three", n_train=3, n_test=1, seed=4)
+    argv = ["--data", str(root), "--processes", "1", "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"]
+    assert train_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "0 for validation" in err and "--val-fraction" in err and not (tmp_path / "run").exists()
+
+
+def test_an_id_listed_twice_in_train_csv_is_refused_by_loader_and_check(tiny_root, tmp_path, capsys):
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_root, root)
+    lines = (root / "train.csv").read_text().splitlines()
+    (root / "train.csv").write_text("\n".join([*lines, lines[1]]) + "\n")
+    with pytest.raises(TGSDataError, match="more than once"):
+        load_tgs_split(root)
+    assert data_cli.main(["check", "--data", str(root)]) == 2
+    assert "more than once" in capsys.readouterr().err
+
+
+def test_the_check_compares_train_csv_with_the_mask_pngs(tiny_root, tmp_path, capsys):
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_root, root)
+    lines = (root / "train.csv").read_text().splitlines()
+    first_id = lines[1].split(",")[0]
+    (root / "train.csv").write_text("\n".join([lines[0], f"{first_id},1 2 3", *lines[2:]]) + "\n")
+    assert data_cli.main(["check", "--data", str(root)]) == 2
+    assert f"{first_id}: run-length string must hold 'start length' pairs" in capsys.readouterr().err
+    (root / "train.csv").write_text("\n".join([lines[0], f"{first_id},1 5", *lines[2:]]) + "\n")
+    assert data_cli.main(["check", "--data", str(root)]) == 2
+    assert f"{first_id}: its run-length string decodes to 5 salt pixels" in capsys.readouterr().err
+
+
+def test_a_train_csv_saved_with_a_byte_order_mark_reads_as_kaggles(tiny_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_root, root)
+    (root / "train.csv").write_bytes(b"\xef\xbb\xbf" + (root / "train.csv").read_bytes())  # as Excel saves it
+    assert load_tgs_split(root).ids == load_tgs_split(tiny_root).ids
+
+
+def test_the_standin_command_on_a_file_says_so_in_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert data_cli.main(["standin", "--data", str(tmp_path / "afile")]) == 2
+    assert "--data must name a folder" in capsys.readouterr().err
+
+
+def test_a_one_pixel_wide_image_is_mirrored_without_hanging():
+    import torch
+
+    from unet_helpers.tiling import mirror_pad
+
+    row = torch.arange(5.0).view(1, 1, 1, 5)
+    padded = mirror_pad(row, 2, 3, 1, 1)  # a side of one pixel has nothing to reflect: it is repeated
+    assert padded.shape == (1, 1, 6, 7) and torch.equal(padded[0, 0, :, 1:-1], row[0, 0].expand(6, 5))
+
+
+def test_an_image_too_small_for_the_network_is_named_with_its_size(tiny_root, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((101, 101), np.uint8)).save(images / "tile.png")
+    Image.fromarray(np.zeros((3, 300), np.uint8)).save(images / "sliver.png")
+    out = tmp_path / "masks"
+    assert predict_cli.main(["--pretrained", "medium-strong", "--images", str(images), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "sliver.png (300x3" in err and "at least 101x101" in err and not out.exists()
+
+
+def test_broken_cards_and_weights_are_named(tmp_path):
+    from unet_helpers.pretrained import WEIGHTS_DIR, load_pretrained
+
+    card = json.loads((WEIGHTS_DIR / "small-same.json").read_text())
+    (tmp_path / "a.json").write_text(json.dumps(card))
+    shutil.copy(WEIGHTS_DIR / "medium-strong.pt", tmp_path / "a.pt")  # another network's weights
+    with pytest.raises(ValueError, match="a.pt does not hold the weights of the network its card describes"):
+        load_pretrained(str(tmp_path / "a.json"))
+    (tmp_path / "a.pt").write_bytes((WEIGHTS_DIR / "small-same.pt").read_bytes()[:1000])  # cut short
+    with pytest.raises(ValueError, match="a.pt cannot be read as weights"):
+        load_pretrained(str(tmp_path / "a.json"))
+    (tmp_path / "a.json").write_text(json.dumps({k: v for k, v in card.items() if k != "model_config"}))
+    with pytest.raises(ValueError, match="a.json is not a model card .it lacks model_config"):
+        load_pretrained(str(tmp_path / "a.json"))
+    (tmp_path / "a.json").write_text(json.dumps(card)[:100])
+    with pytest.raises(ValueError, match="a.json cannot be read as a model card"):
+        load_pretrained(str(tmp_path / "a.json"))
+
+
+def test_a_model_exported_from_the_stand_in_is_not_called_real(tmp_path):
+    from unet_helpers import pretrained
+
+    standin = make_synthetic_tgs(tmp_path / "small", n_train=60, n_test=2)  # the stand-in's own ids (seed 0)
+    run = tmp_path / "run"
+    argv = ["--data", str(standin), "--processes", "1", "--out", str(run), *TINY, "--epochs", "1"]
+    assert train_cli.main([*argv, "--test-fraction", "0.1"]) == 0
+    export = ["export", "--run", str(run), "--data", str(standin), "--out-dir", str(tmp_path / "w"), "--name", "mine"]
+    assert pretrained.main(export) == 0
+    card = json.loads((tmp_path / "w" / "mine.json").read_text())
+    assert (
+        "stand-in" in card["summary"]
+        and "stand-in" in card["data"]["source"]
+        and "Kaggle" not in card["data"]["source"]
+    )

@@ -365,3 +365,22 @@ def test_a_card_records_the_command_that_trains_its_model_again():
     again = vars(train_cli.parse_args(shlex.split(command)[3:]))
     for key in ("block", "hypercolumn", "augment", "split_like", "epochs", "features", "recipe", "seed"):
         assert again[key] == vars(args)[key], key
+
+
+def test_segment_gives_the_mask_the_cards_scores_were_made_with(tmp_path):
+    """segment(model, card, image) == the card's path (predict_tiles + to_masks) on real-size tiles, uint8 or float;
+    values outside 0..1 as floats are refused rather than read as a tile without salt."""
+    from unet_helpers.pretrained import load_pretrained, predict_tiles, segment
+
+    root = make_synthetic_tgs(tmp_path / "tiles", n_train=6, n_test=1, seed=3)
+    tiles = load_tgs_split(root)
+    model, card = load_pretrained("medium-strong")
+    post = card["postprocessing"]
+    expected = to_masks(
+        predict_tiles(model, card["recipe"], tiles, "cpu", tta=post["tta"]), post["threshold"], post["min_area"]
+    )
+    for k in range(len(tiles)):
+        assert np.array_equal(segment(model, card, tiles.images[k]), expected[k])
+        assert np.array_equal(segment(model, card, tiles.images[k] / 255.0), expected[k])
+    with pytest.raises(ValueError, match="uint8 grey values"):
+        segment(model, card, tiles.images[0].astype(float))

@@ -361,7 +361,17 @@ def run(args: argparse.Namespace) -> int:
     masks: dict[Path, np.ndarray] = {}
     chunks = [group[i : i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
     for chunk in tqdm(chunks, desc="predicting", unit="batch", leave=False, disable=len(chunks) < 4):
-        probs = predict_batch(model, torch.stack([images[p] for p in chunk]), recipe, device, tta).numpy()
+        try:
+            probs = predict_batch(model, torch.stack([images[p] for p in chunk]), recipe, device, tta).numpy()
+        except (ValueError, RuntimeError) as err:  # a side the network cannot take, once padded as in training
+            if "memory" in str(err).lower():
+                raise
+            height, width = images[chunk[0]].shape[-2:]
+            raise UsageError(
+                f"{chunk[0].name} ({width}x{height}; {len(by_size[(height, width)])} image(s) of that size) is too "
+                f"small or too narrow for this network ({str(err).splitlines()[0]}); images of at least "
+                f"{SIDE}x{SIDE}, the tiles it trained on, always work: pad or resize it"
+            ) from None
         masks.update(zip(chunk, to_masks(probs, threshold, min_area).astype(np.uint8)))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

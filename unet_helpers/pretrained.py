@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .data import N_TRAIN, TGSArrays, TGSSaltDataset, load_tgs_split
+from .data import N_TRAIN, TGSArrays, TGSSaltDataset, load_tgs_split, read_csv
+from .data.standin import looks_like_standin
 from .engine import CheckpointError, keep_freed_memory, predict
 from .metrics import iou, tgs_score
 from .models import RecursiveUNet, UNet, count_parameters
@@ -65,7 +66,25 @@ def model_files(name: str) -> tuple[Path, Path]:
 
 def load_card(name: str) -> dict:
     """The card of a shipped model, or of an exported one by its card's path (no weights loaded)."""
-    return json.loads(model_files(name)[0].read_text())
+    return _read_card(model_files(name)[0])
+
+
+def _read_card(path: Path) -> dict:
+    """A card's JSON, with an error that names the file when it is not a card."""
+    try:
+        card = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise ValueError(
+            f"{path} cannot be read as a model card ({err}); export it again (pretrained export)"
+        ) from None
+    missing = (
+        [key for key in ("model_config", "recipe", "postprocessing") if key not in card]
+        if isinstance(card, dict)
+        else []
+    )
+    if not isinstance(card, dict) or missing:
+        raise ValueError(f"{path} is not a model card (it lacks {', '.join(missing) or 'its fields'}); export it again")
+    return card
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -76,7 +95,7 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[torc
     Raises ``ValueError`` listing the names when ``name`` is not one of them.
     """
     card_path, weights = model_files(name)
-    card = json.loads(card_path.read_text())
+    card = _read_card(card_path)
     return load_model(card, weights, device), card
 
 
@@ -85,9 +104,45 @@ def load_model(card: dict, weights: str | Path, device: str | torch.device = "cp
     loaded back in float32, in eval mode on ``device``: a shipped model, or a candidate exported elsewhere."""
     build = RecursiveUNet if card.get("kind") == "denoiser" else UNet
     model = build(**card["model_config"])
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError) as err:  # torch reports a truncated file as a RuntimeError
+        raise ValueError(f"{weights} cannot be read as weights ({err}); copy or export it again") from None
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except (RuntimeError, AttributeError) as err:
+        first = str(err).splitlines()[1:2] or [str(err)]
+        raise ValueError(
+            f"{weights} does not hold the weights of the network its card describes ({first[0].strip()}); "
+            "a card and its .pt must come from the same export"
+        ) from None
     return model.to(device).eval()
+
+
+def segment(model: torch.nn.Module, card: dict, image, device: str | torch.device = "cpu") -> np.ndarray:
+    """The salt mask (H, W, bool) of one grey image, made as the card's scores were made.
+
+    ``image`` is (H, W): uint8 grey values 0..255 (as the tiles' PNGs hold them) or floats in [0, 1]. It is padded
+    as the network's training tiles were, predicted with flip TTA where the card chose it, then cut at the card's
+    threshold, and emptied below its minimum salt area. Calling ``model`` on a bare 101x101 tile skips the padding
+    (the shipped medium-strong then scores lower), and on 0..255 floats it finds no salt at all.
+    """
+    from .postprocess import to_masks
+    from .predict import predict_image  # here: the predictor imports this module
+
+    pixels = torch.as_tensor(np.asarray(image))
+    if pixels.ndim != 2:
+        raise ValueError(f"segment takes one grey image (H, W), got shape {tuple(pixels.shape)}")
+    if pixels.dtype == torch.uint8:
+        pixels = pixels.float() / 255
+    elif pixels.min() < 0 or pixels.max() > 1:
+        raise ValueError(
+            f"image values run from {float(pixels.min()):g} to {float(pixels.max()):g}: give uint8 grey values "
+            "(0..255) or floats in [0, 1]"
+        )
+    post = card["postprocessing"]
+    probs = predict_image(model, pixels.float()[None], card["recipe"], torch.device(device), post["tta"])
+    return to_masks(probs[None].numpy(), post["threshold"], post["min_area"])[0]
 
 
 def _check_name(name: str) -> None:
@@ -308,20 +363,27 @@ def export(
     if len(history["epoch"]) < planned:
         print(f"warning: {run} ran {len(history['epoch'])} of its {planned} epochs: the run is unfinished")
     stage = "finetune" if path.parent.name == "finetune" else "main"
+    synthetic = (data / "train.csv").is_file() and looks_like_standin([r["id"] for r in read_csv(data / "train.csv")])
+    kind = "the offline stand-in's synthetic" if synthetic else "real TGS Salt"
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.pt"
     torch.save(half, weights)
     card = dict(
         name=name,
         summary=(
-            f"U-Net {recipe['name']} trained from scratch on real TGS Salt tiles: held-out tgs_score "
+            f"U-Net {recipe['name']} trained from scratch on {kind} tiles: held-out tgs_score "
             f"{held_out['tgs']:.3f} on {held_out['tiles']} tiles (all-empty baseline {held_out['empty_baseline']:.3f})"
         ),
         recipe=recipe,
         model_config=checkpoint["model_config"],
         parameters=count_parameters(model),
         data=dict(
-            source=f"Kaggle TGS Salt Identification Challenge, its training tiles ({n_tiles:,} of Kaggle's {N_TRAIN:,} were used)",
+            source=(
+                f"the offline stand-in (synthetic tiles written by unet_helpers.data), {n_tiles:,} of its tiles"
+                if synthetic
+                else f"Kaggle TGS Salt Identification Challenge, its training tiles ({n_tiles:,} of Kaggle's {N_TRAIN:,} "
+                "were used)"
+            ),
             split=(
                 f"the split of {config['split_like']} (its ids): "
                 if config.get("split_like")

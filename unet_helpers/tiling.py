@@ -26,8 +26,13 @@ from .models import UNet, input_side_for_output, is_valid_input_side, output_sid
 def mirror_pad(image: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
     """Mirror ``image`` (N, C, H, W) at its borders, as the paper does for missing context.
 
-    Reflection is repeated when the padding is larger than the image itself.
+    Reflection is repeated when the padding is larger than the image itself; a side of one pixel, which has nothing
+    to reflect, is repeated instead.
     """
+    if image.shape[-2] == 1 and top + bottom:
+        image, top, bottom = F.pad(image, [0, 0, top, bottom], mode="replicate"), 0, 0
+    if image.shape[-1] == 1 and left + right:
+        image, left, right = F.pad(image, [left, right, 0, 0], mode="replicate"), 0, 0
     while max(top, bottom) >= image.shape[-2] or max(left, right) >= image.shape[-1]:
         # F.pad's reflect mode can add at most side-1 pixels at once; grow in steps.
         h, w = image.shape[-2:]

@@ -293,6 +293,8 @@ def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
     if not isinstance(values, dict):
         raise UsageError(f"config file {path} must hold option names and values, got a {type(values).__name__}")
     known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    if "recipe_resolved" in values:  # a run's own config.json: what the trainer added to the options is not an option
+        values = {k: v for k, v in values.items() if k not in ("config", "recipe_resolved", "processes", "device")}
     out = {}
     for key, value in values.items():
         dest = key.replace("-", "_")
@@ -668,6 +670,17 @@ def prepare(args: argparse.Namespace, rank: int = 0, world: int = 1):
             f"{out} already holds a run (last.pt); pass --resume to continue it, --overwrite to start "
             "again, or choose another --out"
         )
+    if (out / "config.json").is_file() and not _written_by_trainer(out / "config.json"):
+        raise UsageError(
+            f"{out / 'config.json'} is not a config.json the trainer wrote, and the trainer writes the run's own "
+            "there: keep your options file elsewhere (--config my-options.json) or choose another --out"
+        )
+    written = [name for name in RUN_FILES if (out / name).exists()]
+    if written and not (out / "last.pt").exists() and not (args.resume or args.overwrite):
+        raise UsageError(
+            f"{out} already holds {', '.join(written)}, which the trainer writes; pass --overwrite to start a run "
+            "there anyway, or choose another --out"
+        )
     if layout_problems(args.data, None, None) and args.make_standin and rank == 0:
         print(f"writing the offline stand-in into {args.data} ...", flush=True)
         make_synthetic_tgs(args.data)
@@ -683,6 +696,28 @@ def prepare(args: argparse.Namespace, rank: int = 0, world: int = 1):
             f"--make-standin to train on the offline stand-in, or {get_data_hint(args.data)}"
         )
     return recipe
+
+
+RUN_FILES = ("config.json", "split.json", "history.json")  # what the trainer writes in --out besides checkpoints
+# a run's checkpoints of every stage: --overwrite removes them, so that no stage of an earlier run outlives it
+STAGE_FILES = ("last.pt", "best.pt", "averaged.pt", "finetune/last.pt", "finetune/best.pt")
+
+
+def _written_by_trainer(path: Path) -> bool:
+    """Whether a config.json is one the trainer wrote (it records the recipe it resolved)."""
+    try:
+        return "recipe_resolved" in json.loads(path.read_text())
+    except (ValueError, OSError):
+        return False
+
+
+def remove_earlier_run(out: Path) -> list[str]:
+    """--overwrite: delete the checkpoints of every stage of the run in ``out`` (and its snapshots); nothing else."""
+    removed = [out / name for name in STAGE_FILES if (out / name).is_file()]
+    removed += sorted((out / "snapshots").glob("epoch*.pt"))
+    for path in removed:
+        path.unlink()
+    return [str(path.relative_to(out)) for path in removed]
 
 
 def load_training_data(args: argparse.Namespace, rank: int = 0):
@@ -743,6 +778,12 @@ def run(args: argparse.Namespace) -> dict:
                 "warning: --limit-train/--limit-val cut this fold short: the folds no longer validate every tile once"
             )
     train_ids, val_ids = train_ids[: args.limit_train], val_ids[: args.limit_val]
+    if not train_ids or not val_ids:
+        raise UsageError(
+            f"{len(arrays.ids)} tiles in {args.data} leave {len(train_ids)} for training and {len(val_ids)} for "
+            "validation: a run needs both (the best epoch is chosen on validation); use more tiles or change "
+            "--val-fraction / --test-fraction / --limit-train / --limit-val"
+        )
     train_ds, val_ds = make_datasets(recipe, arrays, train_ids, val_ids)
     extra = dict(val_fraction=args.val_fraction, limit_train=args.limit_train, limit_val=args.limit_val)
     if args.test_fraction:
@@ -757,6 +798,10 @@ def run(args: argparse.Namespace) -> dict:
         check_same_split(out, split)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        if args.overwrite:
+            removed = remove_earlier_run(out)
+            if removed:
+                print(f"--overwrite: removed the earlier run's {', '.join(removed)} from {out}", flush=True)
         if not resuming or not (out / "split.json").is_file():
             _write_json(out / "split.json", split)
         if not resuming or not (out / "config.json").is_file():

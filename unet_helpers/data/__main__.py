@@ -14,9 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .download import download_tgs_salt
 from .errors import TGSDataError
-from .files import load_tgs_split
+from .files import load_tgs_split, read_csv
+from .rle import rle_decode
 from .source import folder_problems
 from .standin import make_synthetic_tgs
 
@@ -42,11 +45,40 @@ def main(argv: list[str] | None = None) -> int:
             if problems:
                 raise TGSDataError(f"{args.data} is not usable as it is:\n  - " + "\n  - ".join(problems))
             arrays = load_tgs_split(args.data)  # reads every image and mask
-            print(f"{args.data}: {len(arrays):,} training tiles, every image and mask readable and in order")
+            disagree = csv_masks_that_disagree(args.data, arrays)
+            if disagree:
+                raise TGSDataError(
+                    f"{args.data / 'train.csv'}: {len(disagree)} rle_mask(s) are not the mask PNG of their id:\n  - "
+                    + "\n  - ".join(disagree[:5])
+                    + ("\n  - ..." if len(disagree) > 5 else "")
+                )
+            print(
+                f"{args.data}: {len(arrays):,} training tiles, every image and mask readable and in order, "
+                "and train.csv's masks the same as the PNGs"
+            )
     except TGSDataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # --data names a file, a folder that cannot be written, a full disk
+        print(f"error: {err.strerror or err} ({err.filename or args.data}); --data must name a folder", file=sys.stderr)
+        return 2
     return 0
+
+
+def csv_masks_that_disagree(root: Path, arrays) -> list[str]:
+    """The ids whose ``train.csv`` run-length string is malformed or decodes to another mask than their PNG."""
+    index = {id_: k for k, id_ in enumerate(arrays.ids)}
+    found = []
+    for row in read_csv(root / "train.csv"):
+        try:
+            mask = rle_decode(row.get("rle_mask") or "", name=row["id"])
+        except TGSDataError as err:
+            found.append(str(err))
+            continue
+        if not np.array_equal(mask, arrays.masks[index[row["id"]]]):
+            found.append(f"{row['id']}: its run-length string decodes to {mask.sum()} salt pixels, its PNG has "
+                         f"{int(arrays.masks[index[row['id']]].sum())}")  # fmt: skip
+    return found
 
 
 if __name__ == "__main__":

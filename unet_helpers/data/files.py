@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts; a clear error when it is missing."""
     if not path.is_file():
         raise TGSDataError(f"{path} is missing; {get_data_hint(path.parent)}")
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a file saved by Excel starts with a BOM
         return list(csv.DictReader(f))
 
 
@@ -122,7 +123,14 @@ def _train_csv_ids(root: Path) -> list[str] | None:
     rows = read_csv(root / "train.csv")
     if rows and "id" not in rows[0]:
         raise TGSDataError(f"{root / 'train.csv'} has no 'id' column; it should be Kaggle's (id, rle_mask)")
-    return [row["id"] for row in rows]
+    ids = [row["id"] for row in rows]
+    repeated = sorted(id_ for id_, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise TGSDataError(
+            f"{root / 'train.csv'} lists {len(repeated)} id(s) more than once ({_examples(repeated)}): a tile counted "
+            "twice could land in both the training and the validation tiles; keep one row per id"
+        )
+    return ids
 
 
 def _examples(ids: list[str], n: int = 3) -> str:

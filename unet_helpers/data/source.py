@@ -49,6 +49,9 @@ def folder_problems(root: str | Path) -> list[str]:
         return [f"train.csv or depths.csv in {root} cannot be read as Kaggle's CSV files ({err})"]
     if not train_ids:
         return [f"{root / 'train.csv'} lists no tiles"]
+    if len(set(train_ids)) < len(train_ids):
+        repeated = {id_ for id_ in train_ids if train_ids.count(id_) > 1}
+        problems.append(f"{root / 'train.csv'} lists {len(repeated)} id(s) more than once (e.g. {_some(repeated)})")
     images, masks = _ids_of_pngs(root / "train/images"), _ids_of_pngs(root / "train/masks")
     test_images = _ids_of_pngs(root / "test/images")
     for what, have in (("image in train/images", images), ("mask in train/masks", masks)):
