@@ -117,6 +117,10 @@ above.
 
 The ninth session had no GPU either. Nothing the loan runs changed (the predictor's flip TTA now mirrors the padded
 tile, as training and the exports always did), so the commands above stand.
+
+The tenth session had no GPU either. Its changes to the trainer (refusing an --out that holds files it did not
+write, removing an earlier run's stages on --overwrite, refusing a split without validation tiles) do not touch the
+loan's runs, which each train into a folder of their own; the commands above stand.
 """
 
 from __future__ import annotations

@@ -712,3 +712,27 @@ def test_a_model_exported_from_the_stand_in_is_not_called_real(tmp_path):
         and "stand-in" in card["data"]["source"]
         and "Kaggle" not in card["data"]["source"]
     )
+
+
+def test_export_names_a_folder_that_is_no_run_and_data_without_the_runs_tiles(tiny_root, tmp_path, capsys):
+    from unet_helpers import pretrained
+
+    export = ["export", "--data", str(tiny_root), "--out-dir", str(tmp_path / "w")]
+    assert pretrained.main([*export, "--run", str(tmp_path / "nosuch")]) == 2
+    assert "is not a finished training run's folder (no config.json" in capsys.readouterr().err
+    run = tmp_path / "run"
+    argv = ["--data", str(tiny_root), "--processes", "1", "--out", str(run), *TINY, "--epochs", "1"]
+    assert train_cli.main([*argv, "--test-fraction", "0.1"]) == 0
+    other = make_synthetic_tgs(tmp_path / "other", n_train=20, n_test=1, seed=5)
+    assert pretrained.main(["export", "--run", str(run), "--data", str(other), "--out-dir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "are not in --data" in err and str(tiny_root) in err and not (tmp_path / "w").exists()
+
+
+def test_examples_from_a_data_folder_asked_for_by_name_are_not_swapped_for_the_stand_in(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    (broken / "train" / "images").mkdir(parents=True)
+    (broken / "train.csv").write_text("id,rle_mask\n")
+    argv = ["--pretrained", "small-same", "--examples", "2", "--data", str(broken), "--figure", str(tmp_path / "f.png")]
+    assert predict_cli.main(argv) == 2
+    assert "is not usable as TGS Salt data" in capsys.readouterr().err and not (tmp_path / "f.png").exists()

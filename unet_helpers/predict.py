@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .data import SIDE, TGSDataError, write_submission
 from .data.dataset import fit_to_network, restore_from_network
 from .data.images import read_grey
+from .data.source import folder_problems
 from .engine import CheckpointError, keep_freed_memory, model_from_checkpoint
 from .postprocess import to_masks
 from .pretrained import (
@@ -253,6 +254,13 @@ def run_examples(args: argparse.Namespace) -> int:
         )
     if args.data is not None and not args.data.is_dir():
         raise UsageError(f"--data {args.data} is not a folder; point it at the TGS Salt data, or leave it out")
+    if args.data is not None:  # a folder asked for by name is used or refused, never swapped for the stand-in
+        problems = folder_problems(args.data)
+        if problems:
+            raise UsageError(
+                f"--data {args.data} is not usable as TGS Salt data: {'; '.join(problems[:3])}; fix it "
+                "(python -m unet_helpers.data check --data ...), or leave --data out"
+            )
     figure_path = args.figure or Path("examples.png")
     if figure_path.suffix.lower() != ".png":
         raise UsageError(f"--figure must name a .png file, got {figure_path}")

@@ -145,6 +145,12 @@ def segment(model: torch.nn.Module, card: dict, image, device: str | torch.devic
     return to_masks(probs[None].numpy(), post["threshold"], post["min_area"])[0]
 
 
+def _tile_ids(data: Path) -> list[str]:
+    """The ids of the training tiles in ``data`` (its train/images), without reading the images."""
+    folder = data / "train" / "images"
+    return [p.stem for p in folder.glob("*.png")] if folder.is_dir() else []
+
+
 def _check_name(name: str) -> None:
     if name not in available_pretrained(generators=True):
         known = ", ".join(available_pretrained(generators=True)) or "none are installed"
@@ -315,6 +321,12 @@ def export(
     With ``overwrite=False`` (the command line's default) an existing model of that name is refused, not replaced.
     """
     run, data = Path(run), Path(data)
+    missing = [name for name in ("config.json", "split.json", "history.json") if not (run / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{run} is not a finished training run's folder (no {', '.join(missing)}); pass the --out folder of "
+            "python -m unet_helpers.train"
+        )
     config = json.loads((run / "config.json").read_text())
     split = json.loads((run / "split.json").read_text())
     histories = json.loads((run / "history.json").read_text())
@@ -338,6 +350,12 @@ def export(
     rounded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
     model, rounded = model.to(device), rounded.to(device)
 
+    absent = sorted(set(split["val"] + split["test"]) - set(_tile_ids(data)))
+    if absent:
+        raise ValueError(
+            f"{len(absent)} of the run's validation and held-out tiles are not in --data {data} (e.g. "
+            f"{', '.join(absent[:3])}); pass the data the run trained on: {config.get('data')} (its config.json)"
+        )
     arrays = load_tgs_split(data, ids=split["val"] + split["test"])
     val, test = arrays.subset(split["val"]), arrays.subset(split["test"])
     # Everything about post-processing is chosen on the validation tiles; the held-out tiles are scored once.
