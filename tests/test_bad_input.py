@@ -736,3 +736,14 @@ def test_examples_from_a_data_folder_asked_for_by_name_are_not_swapped_for_the_s
     argv = ["--pretrained", "small-same", "--examples", "2", "--data", str(broken), "--figure", str(tmp_path / "f.png")]
     assert predict_cli.main(argv) == 2
     assert "is not usable as TGS Salt data" in capsys.readouterr().err and not (tmp_path / "f.png").exists()
+
+
+def test_hidden_files_beside_the_images_are_not_read_as_images(tmp_path, capsys):
+    """macOS writes ._name.png beside every copied file: they are not images and must not block the folder."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((101, 101), np.uint8)).save(images / "a.png")
+    (images / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    out = tmp_path / "masks"
+    assert predict_cli.main(["--pretrained", "small-same", "--images", str(images), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]

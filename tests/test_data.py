@@ -455,7 +455,7 @@ def test_get_tgs_salt_takes_a_smaller_consistent_folder_as_real_data(no_credenti
     [
         ("mask", "1 of the 120 ids in train.csv have no mask in train/masks (e.g. {id})"),
         ("image", "1 of the 120 ids in train.csv have no image in train/images (e.g. {id})"),
-        ("depth", "1 ids have no depth in depths.csv (e.g. {id})"),
+        ("depth", "1 id has no depth in depths.csv (e.g. {id})"),
         ("train.csv", "train.csv is missing"),
     ],
 )

@@ -169,6 +169,7 @@ def draw_unet(
             pooled = sides[f"pool{level - 1}"]
             arrow(last, (x - 0.02, row(level) - max(pooled * scale, 0.1) / 2), "tab:red")
             last = bar(x, level, pooled, features[level - 2], "right")
+            labels[level][0].set(x=x, ha="left")  # its channels right of the pooling's arrowhead, not under it
         x += step
         for k in (1, 2):
             arrow(last, (x, row(level) - sides[f"{name}.conv{k}"] * scale / 2), "tab:blue")
@@ -217,7 +218,8 @@ def draw_unet(
         ax.text(
             0.0,
             row(levels) - 1.5,
-            f"an up-convolution doubles the side; where the skip's side is odd, its last row and column are cut "
+            f"an up-convolution doubles the side; where the skip's side is odd, the up-convolution's last row and "
+            "column are cut "
             f"({b} -> {2 * b} -> {up})",
             fontsize=side_size,
             va="center",

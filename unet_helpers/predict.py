@@ -298,7 +298,10 @@ def _check_folder_options(args: argparse.Namespace) -> list[Path]:
     if not args.images.is_dir():
         what = "is a file, not a folder" if args.images.exists() else "does not exist"
         raise UsageError(f"image folder {args.images} {what}; --images takes a folder of images")
-    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    # hidden files (macOS writes ._name.png beside every copied image) are not images of the user's
+    paths = sorted(
+        p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
     others = sorted(
         p.name for p in args.images.iterdir() if p.is_file() and p not in paths and not p.name.startswith(".")
     )

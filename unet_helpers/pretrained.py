@@ -77,13 +77,12 @@ def _read_card(path: Path) -> dict:
         raise ValueError(
             f"{path} cannot be read as a model card ({err}); export it again (pretrained export)"
         ) from None
-    missing = (
-        [key for key in ("model_config", "recipe", "postprocessing") if key not in card]
-        if isinstance(card, dict)
-        else []
-    )
-    if not isinstance(card, dict) or missing:
-        raise ValueError(f"{path} is not a model card (it lacks {', '.join(missing) or 'its fields'}); export it again")
+    if not isinstance(card, dict):
+        raise ValueError(f"{path} is not a model card (it holds a {type(card).__name__}); export it again")
+    needed = ["model_config"] if card.get("kind") == "denoiser" else ["model_config", "recipe", "postprocessing"]
+    missing = [key for key in needed if key not in card]
+    if missing:
+        raise ValueError(f"{path} is not a model card (it lacks {', '.join(missing)}); export it again")
     return card
 
 

@@ -65,7 +65,9 @@ def folder_problems(root: str | Path) -> list[str]:
         problems.append(f"{len(unlisted)} images in train/images have no row in train.csv (e.g. {_some(unlisted)})")
     no_depth = (set(train_ids) | test_images) - depth_ids
     if no_depth:
-        problems.append(f"{len(no_depth)} ids have no depth in depths.csv (e.g. {_some(no_depth)})")
+        problems.append(
+            f"{len(no_depth)} id{'s have' if len(no_depth) > 1 else ' has'} no depth in depths.csv (e.g. {_some(no_depth)})"
+        )
     if (root / "sample_submission.csv").is_file():
         sample_ids = {row["id"] for row in read_csv(root / "sample_submission.csv")}
         if test_images and not test_images <= sample_ids:
