@@ -747,3 +747,37 @@ def test_hidden_files_beside_the_images_are_not_read_as_images(tmp_path, capsys)
     out = tmp_path / "masks"
     assert predict_cli.main(["--pretrained", "small-same", "--images", str(images), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+
+
+def test_results_that_cannot_be_written_are_refused_before_predicting(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((101, 101), np.uint8)).save(images / "a.png")
+    (tmp_path / "afile").write_text("")
+    for where in (["--out", str(tmp_path / "afile" / "masks")], ["--submission", str(tmp_path / "afile" / "s.csv")]):
+        assert predict_cli.main(["--pretrained", "small-same", "--images", str(images), *where]) == 2
+        assert "afile is a file" in capsys.readouterr().err
+
+
+def test_a_submission_from_images_that_are_not_kaggles_tiles_is_warned_about(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((120, 90), np.uint8)).save(images / "a.png")
+    assert (
+        predict_cli.main(
+            ["--pretrained", "small-same", "--images", str(images), "--submission", str(tmp_path / "s.csv")]
+        )
+        == 0
+    )
+    assert "not every image is 101x101" in capsys.readouterr().err
+
+
+def test_a_data_folder_that_does_not_exist_or_lacks_the_train_level_is_named(tmp_path, capsys):
+    argv = ["--processes", "1", "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"]
+    assert train_cli.main(["--data", str(tmp_path / "nosuch"), *argv]) == 2
+    assert "nosuch does not exist" in capsys.readouterr().err
+    flat = tmp_path / "flat"
+    (flat / "images").mkdir(parents=True)
+    (flat / "masks").mkdir()
+    assert train_cli.main(["--data", str(flat), *argv]) == 2
+    assert "move them to" in capsys.readouterr().err

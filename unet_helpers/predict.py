@@ -18,6 +18,7 @@ overwritten without --overwrite; errors print one clear message and exit with st
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -340,6 +341,18 @@ def _check_folder_options(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
+def _sizes(paths: list[Path]) -> list[tuple[int, int]]:
+    """(height, width) of each image, read from its header only."""
+    sizes = []
+    for p in paths:
+        try:
+            with Image.open(p) as img:
+                sizes.append((img.height, img.width))
+        except OSError:
+            sizes.append((0, 0))  # read_images names it later
+    return sizes
+
+
 def run(args: argparse.Namespace) -> int:
     if args.examples is not None:
         return run_examples(args)
@@ -354,6 +367,18 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(clashes)} mask files already exist in {args.out} (e.g. {clashes[0].name}); "
                 "pass --overwrite to replace them, or choose another --out"
             )
+    # where the results go is checked before any image is predicted, not after (and nothing is created yet)
+    target = args.out if args.out is not None else args.submission.parent
+    existing = next(folder for folder in (target.absolute(), *target.absolute().parents) if folder.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        what = "is a file" if not existing.is_dir() else "cannot be written to"
+        raise UsageError(f"{existing} {what}, so {target} cannot hold the results; choose another path")
+    if args.submission is not None and set(_sizes(paths)) - {(SIDE, SIDE)}:
+        print(
+            f"warning: not every image is {SIDE}x{SIDE}; Kaggle's TGS Salt submissions are for its 101x101 test "
+            "tiles, and would not accept these rows",
+            file=sys.stderr,
+        )
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for, but no GPU is visible; use --device cpu")
     device = get_device() if args.device == "auto" else torch.device(args.device)

@@ -691,6 +691,17 @@ def prepare(args: argparse.Namespace, rank: int = 0, world: int = 1):
             raise UsageError(
                 f"data folder {args.data} is the train/ folder of a Kaggle layout; pass --data {args.data.parent}"
             )
+        if not args.data.exists():
+            raise UsageError(
+                f"data folder {args.data} does not exist; point --data at a folder in Kaggle's layout, add "
+                f"--make-standin to write the offline stand-in there, or {get_data_hint(args.data)}"
+            )
+        if (args.data / "images").is_dir() and (args.data / "masks").is_dir():  # the pairs, without Kaggle's layout
+            raise UsageError(
+                f"data folder {args.data} holds images/ and masks/ directly; Kaggle's layout has them under train/: "
+                f"move them to {args.data / 'train' / 'images'} and {args.data / 'train' / 'masks'}, and add a "
+                "depths.csv (id,z) with each tile's depth"
+            )
         raise UsageError(
             f"data folder {args.data} holds no train/images; point --data at a folder in Kaggle's layout, add "
             f"--make-standin to train on the offline stand-in, or {get_data_hint(args.data)}"
