@@ -781,3 +781,15 @@ def test_a_data_folder_that_does_not_exist_or_lacks_the_train_level_is_named(tmp
     (flat / "masks").mkdir()
     assert train_cli.main(["--data", str(flat), *argv]) == 2
     assert "move them to" in capsys.readouterr().err
+
+
+def test_the_standin_command_does_not_report_success_on_a_folder_still_unusable(tmp_path, capsys, monkeypatch):
+    """A partial stand-in whose train.csv was edited (saved with a row too many, say) stays unusable after writing."""
+    small = lambda root: make_synthetic_tgs(root, n_train=20, n_test=2)  # noqa: E731  the command's, made quick
+    monkeypatch.setattr(data_cli, "make_synthetic_tgs", small)
+    root = small(tmp_path / "partial")
+    lines = (root / "train.csv").read_text().splitlines()
+    (root / "train.csv").write_text("\n".join([*lines, lines[1]]) + "\n")  # one id twice
+    assert data_cli.main(["standin", "--data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "still not usable" in err and "more than once" in err

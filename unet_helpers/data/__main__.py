@@ -39,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "download":
             print(f"TGS Salt is in {download_tgs_salt(args.data)}")
         elif args.command == "standin":
-            print(f"the offline stand-in is in {make_synthetic_tgs(args.data)}")
+            root = make_synthetic_tgs(args.data)
+            problems = folder_problems(root)  # a folder that held part of one already, edited since, say
+            if problems:
+                raise TGSDataError(
+                    f"the stand-in was written into {root}, but the folder is still not usable:\n  - "
+                    + "\n  - ".join(problems)
+                    + f"\n  remove {root} and run this command again"
+                )
+            print(f"the offline stand-in is in {root}")
         else:
             problems = folder_problems(args.data) if args.data.is_dir() else [f"{args.data} does not exist"]
             if problems:
