@@ -118,9 +118,21 @@ above.
 The ninth session had no GPU either. Nothing the loan runs changed (the predictor's flip TTA now mirrors the padded
 tile, as training and the exports always did), so the commands above stand.
 
-The tenth session had no GPU either. Its changes to the trainer (refusing an --out that holds files it did not
-write, removing an earlier run's stages on --overwrite, refusing a split without validation tiles) do not touch the
-loan's runs, which each train into a folder of their own; the commands above stand.
+The tenth session (2026-11-27) changed the trainer first (refusing an --out that holds files it did not write,
+removing an earlier run's stages on --overwrite, refusing a split without validation tiles), which does not touch the
+loan's runs: each trains into a folder of its own. A loan then came (one H200): the command above with ``--budget 550``
+trained 8 runs in a call of 361 s (seed 0's run without batch norm again, seed 0's baseline rerun, six rows' seed 1),
+and a second call, with part 4's record added to ``--lever-previous`` and ``--budget 480``, 8 more in 384 s (three
+rows' seed 1, seed 1's rerun, seed 2's baseline and three rows). The records are ``-part4.json`` and ``-part5.json``;
+part 5 holds all 34 runs measured and ships as the notebook's record. The 11 left (seed 2 of ten rows and its rerun)
+take one loan of two calls:
+
+    python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks --candidates \
+        --lever-epochs 50 --lever-seeds 0 1 2 --lever-previous benchmarks/results/levers-h200-50+15-epochs-part5.json \
+        --budget 550
+
+then the same with that call's record (saved as ``-part6.json``) added to ``--lever-previous`` and ``--budget 300``
+(three runs, one round).
 """
 
 from __future__ import annotations
