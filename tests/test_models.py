@@ -269,3 +269,14 @@ def test_bilinear_upsampling_builds_the_same_network_both_ways_and_round_trips_i
     assert "upsample" not in UNet(3, 1, (8, 16)).config()  # the paper's default leaves older cards unchanged
     with pytest.raises(ValueError, match="unknown upsample 'nearest'"):
         UNet(upsample="nearest")
+
+
+@pytest.mark.parametrize("build", [UNet, RecursiveUNet])
+def test_reflect_padding_refuses_a_side_whose_bottom_map_has_one_pixel(build):
+    """A reflected border needs a pixel beside each one to reflect: at 16 a 5-level network's bottom map is 1x1, and
+    the convolution's padding failed with a RuntimeError deep in the network. Zero padding still takes 16."""
+    reflect = build(3, 1, (4, 4, 4, 4, 4), padding="same", padding_mode="reflect").eval()
+    with pytest.raises(ValueError, match="input side of 16 is too small; use at least 17"):
+        reflect(torch.rand(1, 3, 16, 16))
+    assert reflect(torch.rand(1, 3, 17, 17)).shape[-1] == 17
+    assert build(3, 1, (4, 4, 4, 4, 4), padding="same").eval()(torch.rand(1, 3, 16, 16)).shape[-1] == 16

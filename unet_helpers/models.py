@@ -199,11 +199,13 @@ def _check_config(
     return features
 
 
-def _check_side(side: int, levels: int, padding: str) -> None:
+def _check_side(side: int, levels: int, padding: str, padding_mode: str = "zeros") -> None:
     """Raise ``ValueError`` naming the nearest sides that work if a U-Net cannot take ``side``."""
     if padding == "same":
-        if side < 2 ** (levels - 1):
-            raise ValueError(_too_small_message(side, levels, "same"))
+        # a reflected border needs a pixel to reflect beside each one: the bottom map must be 2 pixels wide
+        smallest = 2 ** (levels - 1) + (padding_mode == "reflect")
+        if side < smallest:
+            raise ValueError(f"an input side of {side} is too small; use at least {smallest}")
     elif not is_valid_input_side(side, levels):
         raise ValueError(_bad_side_message(side, levels))
 
@@ -514,7 +516,7 @@ class UNet(nn.Module):
 
     def check_side(self, side: int) -> None:
         """Raise ``ValueError`` naming the nearest sides that work if ``side`` does not."""
-        _check_side(side, self.levels, self.padding)
+        _check_side(side, self.levels, self.padding, self.padding_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_channels)
@@ -667,7 +669,7 @@ class RecursiveUNet(nn.Module):
     ) -> None:
         super().__init__()
         self.features = _check_config(in_channels, out_channels, features, padding, padding_mode, upsample)
-        self.in_channels, self.padding, self.time_dim = in_channels, padding, time_dim
+        self.in_channels, self.padding, self.padding_mode, self.time_dim = in_channels, padding, padding_mode, time_dim
         self.unet = UNetLevel(
             in_channels, self.features, padding, padding_mode, batch_norm, upsample, time_dim, group_norm
         )
@@ -682,7 +684,7 @@ class RecursiveUNet(nn.Module):
         """x (N, in_channels, H, W) -> (N, out_channels, H', W'); a denoiser (``time_dim``) also takes t (N,)."""
         _check_input(x, self.in_channels)
         for side in x.shape[-2:]:
-            _check_side(side, len(self.features), self.padding)
+            _check_side(side, len(self.features), self.padding, self.padding_mode)
         if (t is None) != (self.time_dim is None):
             raise ValueError(
                 "this network has a time input (time_dim): pass t, one time per image"

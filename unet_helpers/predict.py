@@ -341,18 +341,6 @@ def _check_folder_options(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-def _sizes(paths: list[Path]) -> list[tuple[int, int]]:
-    """(height, width) of each image, read from its header only."""
-    sizes = []
-    for p in paths:
-        try:
-            with Image.open(p) as img:
-                sizes.append((img.height, img.width))
-        except OSError:
-            sizes.append((0, 0))  # read_images names it later
-    return sizes
-
-
 def run(args: argparse.Namespace) -> int:
     if args.examples is not None:
         return run_examples(args)
@@ -373,12 +361,6 @@ def run(args: argparse.Namespace) -> int:
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         what = "is a file" if not existing.is_dir() else "cannot be written to"
         raise UsageError(f"{existing} {what}, so {target} cannot hold the results; choose another path")
-    if args.submission is not None and set(_sizes(paths)) - {(SIDE, SIDE)}:
-        print(
-            f"warning: not every image is {SIDE}x{SIDE}; Kaggle's TGS Salt submissions are for its 101x101 test "
-            "tiles, and would not accept these rows",
-            file=sys.stderr,
-        )
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for, but no GPU is visible; use --device cpu")
     device = get_device() if args.device == "auto" else torch.device(args.device)
@@ -394,14 +376,18 @@ def run(args: argparse.Namespace) -> int:
     by_size = defaultdict(list)  # one batch holds images of one size
     for p in paths:
         by_size[tuple(images[p].shape[-2:])].append(p)
+    if args.submission is not None and set(by_size) - {(SIDE, SIDE)}:
+        print(
+            f"warning: not every image is {SIDE}x{SIDE}; Kaggle's TGS Salt submissions are for its 101x101 test "
+            "tiles, and would not accept these rows",
+            file=sys.stderr,
+        )
     masks: dict[Path, np.ndarray] = {}
     chunks = [group[i : i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
     for chunk in tqdm(chunks, desc="predicting", unit="batch", leave=False, disable=len(chunks) < 4):
         try:
             probs = predict_batch(model, torch.stack([images[p] for p in chunk]), recipe, device, tta).numpy()
-        except (ValueError, RuntimeError) as err:  # a side the network cannot take, once padded as in training
-            if "memory" in str(err).lower():
-                raise
+        except ValueError as err:  # a side the network cannot take (UNet.check_side), once padded as in training
             height, width = images[chunk[0]].shape[-2:]
             raise UsageError(
                 f"{chunk[0].name} ({width}x{height}; {len(by_size[(height, width)])} image(s) of that size) is too "

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .data import N_TRAIN, TGSArrays, TGSSaltDataset, load_tgs_split, read_csv
-from .data.standin import looks_like_standin
+from .data import N_TRAIN, TGSArrays, TGSSaltDataset, load_tgs_split
+from .data.source import ids_of_pngs, is_standin_folder
 from .engine import CheckpointError, keep_freed_memory, predict
 from .metrics import iou, tgs_score
 from .models import RecursiveUNet, UNet, count_parameters
@@ -126,7 +126,6 @@ def segment(model: torch.nn.Module, card: dict, image, device: str | torch.devic
     threshold, and emptied below its minimum salt area. Calling ``model`` on a bare 101x101 tile skips the padding
     (the shipped medium-strong then scores lower), and on 0..255 floats it finds no salt at all.
     """
-    from .postprocess import to_masks
     from .predict import predict_image  # here: the predictor imports this module
 
     pixels = torch.as_tensor(np.asarray(image))
@@ -142,12 +141,6 @@ def segment(model: torch.nn.Module, card: dict, image, device: str | torch.devic
     post = card["postprocessing"]
     probs = predict_image(model, pixels.float()[None], card["recipe"], torch.device(device), post["tta"])
     return to_masks(probs[None].numpy(), post["threshold"], post["min_area"])[0]
-
-
-def _tile_ids(data: Path) -> list[str]:
-    """The ids of the training tiles in ``data`` (its train/images), without reading the images."""
-    folder = data / "train" / "images"
-    return [p.stem for p in folder.glob("*.png")] if folder.is_dir() else []
 
 
 def _check_name(name: str) -> None:
@@ -349,7 +342,7 @@ def export(
     rounded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
     model, rounded = model.to(device), rounded.to(device)
 
-    absent = sorted(set(split["val"] + split["test"]) - set(_tile_ids(data)))
+    absent = sorted(set(split["val"] + split["test"]) - ids_of_pngs(data / "train" / "images"))
     if absent:
         raise ValueError(
             f"{len(absent)} of the run's validation and held-out tiles are not in --data {data} (e.g. "
@@ -380,7 +373,7 @@ def export(
     if len(history["epoch"]) < planned:
         print(f"warning: {run} ran {len(history['epoch'])} of its {planned} epochs: the run is unfinished")
     stage = "finetune" if path.parent.name == "finetune" else "main"
-    synthetic = (data / "train.csv").is_file() and looks_like_standin([r["id"] for r in read_csv(data / "train.csv")])
+    synthetic = is_standin_folder(data)
     kind = "the offline stand-in's synthetic" if synthetic else "real TGS Salt"
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.pt"

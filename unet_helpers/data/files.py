@@ -124,13 +124,18 @@ def _train_csv_ids(root: Path) -> list[str] | None:
     if rows and "id" not in rows[0]:
         raise TGSDataError(f"{root / 'train.csv'} has no 'id' column; it should be Kaggle's (id, rle_mask)")
     ids = [row["id"] for row in rows]
-    repeated = sorted(id_ for id_, n in Counter(ids).items() if n > 1)
+    repeated = repeated_ids(ids)
     if repeated:
         raise TGSDataError(
             f"{root / 'train.csv'} lists {len(repeated)} id(s) more than once ({_examples(repeated)}): a tile counted "
             "twice could land in both the training and the validation tiles; keep one row per id"
         )
     return ids
+
+
+def repeated_ids(ids: list[str]) -> list[str]:
+    """The ids listed more than once, sorted."""
+    return sorted(id_ for id_, n in Counter(ids).items() if n > 1)
 
 
 def _examples(ids: list[str], n: int = 3) -> str:

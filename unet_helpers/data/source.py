@@ -12,14 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .download import download_tgs_salt, kaggle_credentials_found
-from .files import N_TEST, N_TRAIN, TGSDataError, default_data_dir, layout_problems, read_csv
+from .files import N_TEST, N_TRAIN, TGSDataError, default_data_dir, layout_problems, read_csv, repeated_ids
 from .standin import looks_like_standin, make_synthetic_tgs
 
 N_STANDIN_TEST = 1000
 
 
-def _ids_of_pngs(folder: Path) -> set[str]:
+def ids_of_pngs(folder: Path) -> set[str]:
+    """The ids of the PNGs in ``folder`` (their names without .png), without reading them; empty if it is absent."""
     return {p.stem for p in folder.glob("*.png")} if folder.is_dir() else set()
+
+
+def is_standin_folder(root: Path) -> bool:
+    """Whether ``root``'s train.csv lists the offline stand-in's ids (the stand-in under another folder name)."""
+    return (root / "train.csv").is_file() and looks_like_standin([row["id"] for row in read_csv(root / "train.csv")])
 
 
 def _some(ids, n: int = 3) -> str:
@@ -49,11 +55,11 @@ def folder_problems(root: str | Path) -> list[str]:
         return [f"train.csv or depths.csv in {root} cannot be read as Kaggle's CSV files ({err})"]
     if not train_ids:
         return [f"{root / 'train.csv'} lists no tiles"]
-    if len(set(train_ids)) < len(train_ids):
-        repeated = {id_ for id_ in train_ids if train_ids.count(id_) > 1}
+    repeated = repeated_ids(train_ids)
+    if repeated:
         problems.append(f"{root / 'train.csv'} lists {len(repeated)} id(s) more than once (e.g. {_some(repeated)})")
-    images, masks = _ids_of_pngs(root / "train/images"), _ids_of_pngs(root / "train/masks")
-    test_images = _ids_of_pngs(root / "test/images")
+    images, masks = ids_of_pngs(root / "train/images"), ids_of_pngs(root / "train/masks")
+    test_images = ids_of_pngs(root / "test/images")
     for what, have in (("image in train/images", images), ("mask in train/masks", masks)):
         missing = set(train_ids) - have
         if missing:
@@ -107,7 +113,7 @@ def _real(root: Path) -> TGSSource:
         root,
         synthetic=looks_like_standin(train_ids),
         n_train=len(train_ids),
-        n_test=len(_ids_of_pngs(root / "test/images")),
+        n_test=len(ids_of_pngs(root / "test/images")),
     )
 
 
