@@ -133,6 +133,21 @@ take one loan of two calls:
 
 then the same with that call's record (saved as ``-part6.json``) added to ``--lever-previous`` and ``--budget 300``
 (three runs, one round).
+
+The eleventh session (one H200, 2026-11-27) ran those two commands at its start: 8 runs in a call of 417 s, then 3 in
+155 s (the GPU at 90% or more in 74% and 72% of the samples); the loan held the machine 658 s and was given back with
+239 s left. The records are ``-part6.json`` and ``-part7.json``; part 7 holds all 45 runs and ships as the notebook's
+record. The table is whole, and what it points to (four rows that moved the same way on all three seeds by more than
+the rerun gap: residual blocks and the empty/non-empty head gained, BCE alone beat BCE + Dice, no batch norm lost;
+scSE lost on two seeds of three) is the candidate ``levers-lean``, and ``levers-lean-wide`` with the wider features.
+The next loan trains them beside ``levers`` (the candidate of run 3, 0.780 held-out) at 80 epochs each, on the same
+tiles of medium-strong's card, so that the three are compared on the same unseen tiles after the same training (the
+three share the GPU, about 6 s of it for one epoch of each, so two calls; the second resumes the first and exports
+all three; an estimate from the epochs measured alone, not measured side by side):
+
+    python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks \
+        --bench-record benchmarks/results/bench-epoch-h100.json --no-levers --flagship-epochs 80 --budget 560 \
+        --candidates levers levers-lean levers-lean-wide
 """
 
 from __future__ import annotations
@@ -157,10 +172,16 @@ PY = sys.executable
 # of one epoch against medium-strong's (from the networks' MACs: 0.59 and 1.32 GMAC per tile against 0.55).
 LEVERS = ["--block", "residual", "--attention", "scse", "--hypercolumn", "--finetune-loss", "lovasz_symmetric"]
 WIDE = ["--features", "24,48,96,192,240"]
+LEAN = ["--block", "residual", "--hypercolumn", "--salt-head", "--loss", "bce"]
 CANDIDATES: dict[str, tuple[list[str], float]] = {
     "levers": (LEVERS + ["--salt-head"], 1.1),
     "levers-wide": (LEVERS + WIDE + ["--salt-head"], 2.4),
     "levers-wide-nohead-seed1": (LEVERS + WIDE + ["--seed", "1"], 2.4),
+    # what the whole lever table at 50 + 15 epochs points to (notebook 08, section 3): the rows that moved the same way
+    # on all three seeds by more than the rerun gap (residual blocks, the empty/non-empty head, BCE alone instead of
+    # BCE + Dice; batch norm kept), without the rows that lost or did nothing there (scSE, the symmetric Lovasz)
+    "levers-lean": (LEAN, 1.1),
+    "levers-lean-wide": (LEAN + WIDE, 2.4),
     # a 5-fold cross-validation of the candidate over medium-strong's 2,700 training and validation tiles (its 300
     # held-out tiles stay out), each fold one cosine cycle; benchmarks/ensemble_held_out.py averages the five
     **{f"levers-fold{k}": (LEVERS + ["--salt-head", "--folds", "5", "--fold", str(k)], 1.1) for k in range(5)},

@@ -385,6 +385,41 @@ def test_the_lever_record_at_medium_strongs_budget_says_how_many_of_its_runs_are
     assert all(row["seeds"] >= 1 for row in summarise(record))
 
 
+def test_the_whole_lever_table_at_medium_strongs_budget_says_what_notebook_08_reads_in_it():
+    """Notebook 08, section 3: the rerun gaps, the four rows that keep their direction on every seed by more than
+    their seed's gap and the pooled gap, the two p values below 0.05, and none below 0.07 against the reruns."""
+    from unet_helpers.levers import against_other_runs, load_record, rerun_gaps, summarise
+
+    record = load_record("levers-h200-50+15-epochs")
+    gaps = rerun_gaps(record)
+    assert [round(gaps[seed], 3) for seed in ("0", "1", "2")] == [0.010, 0.001, 0.003]
+    pooled = np.sqrt(np.mean(np.square(list(gaps.values()))))
+    assert round(pooled, 3) == 0.006
+    table = {row["name"]: row for row in summarise(record) if row["name"] != "baseline"}
+    clear = {
+        name
+        for name, row in table.items()
+        if all(
+            np.sign(d) == np.sign(row["difference"]) and abs(d) > max(gap, pooled)
+            for d, gap in zip(row["differences"], (gaps["0"], gaps["1"], gaps["2"]))
+        )
+    }
+    assert clear == {
+        "+ residual blocks",
+        "+ empty/non-empty head, deep supervision",
+        "- batch norm (lr 1e-4)",
+        "- BCE + Dice (BCE alone)",
+    }
+    assert {name for name, row in table.items() if row["p"] < 0.05} == {
+        "- batch norm (lr 1e-4)",
+        "- BCE + Dice (BCE alone)",
+    }
+    same_sign = {name for name, row in table.items() if len({np.sign(d) for d in row["differences"]}) == 1}
+    assert len(same_sign) == 8  # the four above, no flips, the hypercolumn head, cosine restarts, Adam + plateau
+    others = against_other_runs(record)
+    assert min(row["p"] for row in summarise(others) if row["name"] != "baseline") > 0.065  # 0.07 at the least
+
+
 def test_the_lever_table_trains_every_rows_second_seed_and_the_rerun_gap_before_any_third_seed():
     """Measured in parts of about 16 runs a GPU loan, the table reads best after each loan when a seed's baseline rerun
     (the noise a difference is read against) and every row's second seed come before any row's third seed."""
@@ -399,14 +434,10 @@ def test_the_lever_table_trains_every_rows_second_seed_and_the_rerun_gap_before_
     assert second_seed < jobs.index(("baseline", 1, 1)) < min(jobs.index((name, 2, 0)) for name in rows)
     assert bench.job_order(rows, [0], baseline_runs=1) == [(name, 0, 0) for name in rows]
 
-    # the shipped record: every row has two seeds and both of their baseline reruns; the 11 runs left are seed 2's,
-    # its rerun last, which one loan of two calls trains
+    # the shipped record holds the whole table: every row on three seeds and every seed's baseline rerun, with no row
+    # changed since its runs, so --previous of it would train nothing again
     record = without_changed_rows(load_record("levers-h200-50+15-epochs"))
-    todo = [job for job in jobs if known_score(record, *job) is None]
-    assert len(todo) == 11 and all(seed == 2 for _, seed, _ in todo) and todo[-1] == ("baseline", 2, 1)
-    for name in rows:
-        assert all(known_score(record, name, seed) is not None for seed in (0, 1)), name
-    assert all(known_score(record, "baseline", seed, 1) is not None for seed in (0, 1))
+    assert [job for job in jobs if known_score(record, *job) is None] == []
 
 
 def test_a_rows_own_change_wins_over_the_trainer_options_the_benchmark_passes_on(tmp_path):
@@ -704,6 +735,31 @@ def test_the_split_gap_record_scores_medium_strongs_own_tiles_at_every_epoch(see
     # the split was stratified by class: each class gave the two sets the same number of tiles, give or take one
     counts = [np.bincount(record[f"{name}_classes"], minlength=11) for name in ("validation", "held_out")]
     assert np.abs(counts[0] - counts[1]).max() <= 1
+
+
+def test_every_flagship_candidate_of_the_gpu_session_is_a_command_the_trainer_accepts(tmp_path):
+    """A candidate's options are first parsed on a lent GPU, where a typo costs the loan; here they are parsed as the
+    trainer will. The lean candidates are what the whole 50 + 15 table points to (notebook 08, section 3)."""
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    from unet_helpers.train import parse_args, recipe_from_args
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_session.py"
+    spec = importlib.util.spec_from_file_location("gpu_session", path)
+    session = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(session)
+    fake = types.SimpleNamespace(args=argparse.Namespace(data=tmp_path, smoke=False), work=tmp_path / "work")
+    recipes = {}
+    for name, (options, cost) in session.CANDIDATES.items():
+        command = session.train_command(name, options, 80, fake)
+        recipes[name] = recipe_from_args(parse_args(command[command.index("--data") :]))
+        assert cost >= 1 and recipes[name].epochs + recipes[name].finetune_epochs == 80, name
+    lean = recipes["levers-lean"]
+    assert (lean.loss, lean.finetune_loss) == ("bce", "lovasz") and lean.model["batch_norm"]
+    assert lean.model["block"] == "residual" and lean.model["salt_head"] and "attention" not in lean.model
+    assert recipes["levers-lean-wide"].model["features"] == (24, 48, 96, 192, 240)
 
 
 def load_levers_benchmark():
