@@ -17,6 +17,7 @@ from unet_helpers.anatomy import (
     receptive_field,
     receptive_field_by_position,
     receptive_window_by_position,
+    textbook_receptive_field,
 )
 from unet_helpers.models import UNet
 
@@ -42,6 +43,7 @@ def test_receptive_field_against_the_hand_derivation(features, walk, by_position
     assert receptive_field_by_position(model) == by_position
     assert receptive_field(model) == max(by_position)
     assert min(by_position) <= walk <= max(by_position)  # the walk gives a window between the two
+    assert textbook_receptive_field(len(features)) == walk  # the classic walk, as notebook 07 prints it
 
 
 def _linearised(model: UNet) -> UNet:

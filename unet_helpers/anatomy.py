@@ -107,6 +107,21 @@ def receptive_field_by_position(model: UNet) -> list[int]:
     return [before + 1 + after for before, after in receptive_window_by_position(model)]
 
 
+def textbook_receptive_field(levels: int, convolutions_per_block: int = 2) -> int:
+    """The classic walk from input to output, which ignores where a pixel sits in its pooling cell: a 3x3
+    convolution adds 2 * jump, a 2x2 pooling adds 1 * jump and doubles the jump (the size of a map's pixel in input
+    pixels), a 2x2 up-convolution halves it. 18, 44, 96 and 200 for U-Nets of 2, 3, 4 and 5 levels."""
+    field, jump = 1, 1
+    for _ in range(levels - 1):  # down: a block's convolutions, then a pooling
+        field += 2 * convolutions_per_block * jump + jump
+        jump *= 2
+    field += 2 * convolutions_per_block * jump  # the bottleneck
+    for _ in range(levels - 1):  # up: an up-convolution, then a block's convolutions
+        jump //= 2
+        field += 2 * convolutions_per_block * jump
+    return field
+
+
 def receptive_field(model: UNet) -> int:
     """The theoretical receptive field of an output pixel: the widest window, in input pixels, that one sees.
 

@@ -29,7 +29,7 @@ def choose_postprocessing(probs: np.ndarray, truth: np.ndarray, thresholds=THRES
     """The threshold and minimum area with the best tgs_score on these (validation) tiles.
 
     Returns ``dict(threshold, min_area, score, grid)`` with ``grid[i][j]`` the score of
-    ``thresholds[i]`` and ``min_areas[j]``. Ties go to the smaller area and the threshold nearer 0.5.
+    ``thresholds[i]`` and ``min_areas[j]``. Ties go to the threshold nearer 0.5, then to the smaller area.
     """
     grid = np.array([[tgs_score(to_masks(probs, t, a), truth) for a in min_areas] for t in thresholds])
     order = sorted(
