@@ -172,6 +172,8 @@ def test_with_predictions_the_overlay_draws_the_truths_outline_even_of_a_full_ti
         lines = np.concatenate([path.vertices for c in ax.collections for path in c.get_paths()])
         assert lines[:, 0].min() == pytest.approx(column - 0.5, abs=0.51)  # the outline's left edge
     assert "truth" in figure.axes[-2].get_ylabel()
+    labels = [figure.axes[2 * row].get_ylabel() for row in (1, 2)]  # the first tile's axis of each row
+    assert labels == ["true mask\n(white: salt)", "prediction\n(white: salt)"]  # which colour is salt
     plt.close(figure)
 
 

@@ -269,19 +269,19 @@ def show_tiles(
     draws the true mask's outline over it in yellow, so that a miss shows where the salt was. Each image and its
     overlay are drawn on one grey scale (``display_range``: 0..255 for 8-bit tiles).
     """
-    rows = [("image", images, "gray"), ("mask", masks, "gray")]
+    rows = [("image", images, True), ("true mask\n(white: salt)", masks, False)]  # True: a seismic image
     if predictions is not None:
-        rows.append(("prediction", predictions, "gray"))
+        rows.append(("prediction\n(white: salt)", predictions, False))
     n = len(images)
     size = min(size, NOTEBOOK_WIDTH / n)  # never wider than a notebook cell: the text stays at its size
     # "compressed": the square tiles packed together, with no band of white space above or below the grid
     fig, axes = plt.subplots(
         len(rows) + 1, n, figsize=(size * n, size * (len(rows) + 1) + 0.3), squeeze=False, layout="compressed"
     )
-    for r, (label, items, cmap) in enumerate(rows):
+    for r, (label, items, is_image) in enumerate(rows):
         for c in range(n):
-            low, high = display_range(items[c]) if label == "image" else (0, 1)
-            axes[r, c].imshow(_as_2d(items[c]), cmap=cmap, vmin=low, vmax=high)
+            low, high = display_range(items[c]) if is_image else (0, 1)
+            axes[r, c].imshow(_as_2d(items[c]), cmap="gray", vmin=low, vmax=high)
         axes[r, 0].set_ylabel(label, fontsize=9)
     last = predictions if predictions is not None else masks
     for c in range(n):
