@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 
 from unet_helpers import data
 from unet_helpers.data import (
@@ -188,6 +189,52 @@ def test_padding_is_undone_exactly(standin):
     assert torch.equal(ds.restore(ds.masks[:4]), original)
 
 
+def test_resizing_keeps_a_mask_on_its_image():
+    """A tile whose image *is* its mask: resized as "resize" does it, the mask must still lie on the image (nearest-
+    exact, like bilinear, samples pixel centres; the legacy "nearest" put it about half a pixel down and right)."""
+    from unet_helpers.data.dataset import fit_to_network
+
+    torch.manual_seed(0)
+    blobs = (torch.nn.functional.avg_pool2d(torch.rand(8, 1, 101, 101), 15, 1, 7) > 0.5).float()
+
+    def centre(m: torch.Tensor) -> torch.Tensor:  # (N, 1, S, S) -> (N, 2): each tile's centre of mass, row and column
+        rows, columns = torch.meshgrid(torch.arange(m.shape[-2]), torch.arange(m.shape[-1]), indexing="ij")
+        mass = m.sum((1, 2, 3))
+        return torch.stack([(m * rows).sum((1, 2, 3)) / mass, (m * columns).sum((1, 2, 3)) / mass], 1)
+
+    for side in (104, 144, 208):
+        image = fit_to_network(blobs, "resize", side, "image")
+        mask = fit_to_network(blobs, "resize", side, "mask")
+        assert set(mask.unique().tolist()) == {0.0, 1.0}
+        shift = (centre(mask) - centre(image)).mean(0)  # legacy nearest: +0.40 to +0.64 pixels down and right
+        assert shift.abs().max() < 0.2, (side, shift.tolist())
+
+
+def test_the_zoom_crops_image_and_mask_alike():
+    from unet_helpers.data.dataset import RandomZoomIn
+
+    torch.manual_seed(0)
+    zoom = RandomZoomIn(104)
+    square = torch.zeros(1, 104, 104)
+    square[:, 27:77, 27:77] = 1  # an image that is its mask
+    disagree = []
+    for _ in range(50):
+        image, mask = zoom(tv_tensors.Image(square), tv_tensors.Mask(square))
+        assert isinstance(mask, tv_tensors.Mask) and set(mask.unique().tolist()) <= {0.0, 1.0}
+        disagree.append(int(((image > 0.5) != (mask > 0.5)).sum()))
+    assert np.mean(disagree) <= 5  # torchvision's RandomResizedCrop, mask resized with legacy nearest: about 100
+
+
+def test_depth_channel_with_strong_augmentation_keeps_the_depth(standin):
+    """The jitter changes the seismic image only: the depth channel goes on after it, unchanged."""
+    ds = TGSSaltDataset(standin, channels=1, depth_channel=True, augment=True, strong_augment=True)
+    torch.manual_seed(0)
+    for index in range(8):
+        image, mask = ds[index]
+        assert image.shape == (2, ds.side, ds.side) and mask.shape == (1, ds.side, ds.side)
+        assert torch.all(image[1] == float(ds.arrays.depths[index]) / 1000)
+
+
 def test_depth_channel_and_one_channel(standin):
     ds = TGSSaltDataset(standin, channels=1, depth_channel=True)
     image, _ = ds[2]
@@ -220,18 +267,21 @@ def test_strong_augmentation_zooms_and_jitters_with_the_mask_following_the_image
     ds = TGSSaltDataset(tiles, channels=1, size="pad", augment=True, strong_augment=True)
     plain = TGSSaltDataset(tiles, channels=1, size="pad")
     torch.manual_seed(0)
-    beyond_flips = 0
+    beyond_flips, disagree = 0, []
     for _ in range(10):
         for index in range(len(ds)):
             image, mask = ds[index]
             assert image.shape == mask.shape == (1, ds.side, ds.side)
             assert set(mask.unique().tolist()) <= {0.0, 1.0}
             assert 0.0 <= image.min() and image.max() <= 1.0
-            agree = ((image > image.mean()) == (mask > 0.5)).float().mean()
-            assert agree > 0.97, f"image and mask drifted apart ({agree:.1%} of pixels agree)"
+            # the midpoint of the two levels the jitter left: bilinear and nearest-exact differ only at outlines' corners
+            disagree.append(int(((image > (image.min() + image.max()) / 2) != (mask > 0.5)).sum()))
             original = plain[index][0]
             beyond_flips += not (torch.equal(image, original) or torch.equal(image, original.flip(-1)))
     assert beyond_flips > 20  # zoom or jitter, each half of the time: about 3 draws in 4
+    # pixels where image and mask disagree, per draw: 13 on average; 59 with the mask half a pixel off (the legacy
+    # "nearest" of torchvision's RandomResizedCrop)
+    assert np.mean(disagree) < 20 and max(disagree) < 60
 
 
 def test_stratified_folds_validate_every_tile_once_with_each_class_spread_evenly():

@@ -81,6 +81,37 @@ def test_a_hypercolumn_head_sees_every_decoder_level():
     assert all(d.conv[0].weight.grad.abs().sum() > 0 for d in net.decoders)
 
 
+@pytest.mark.parametrize("side", [101, 112, 211])
+def test_the_hypercolumn_puts_every_level_back_on_the_pixels_it_covers(side):
+    """With ceil_mode pooling a level's last pixel reaches past the tile (101 -> 51 -> 26 -> 13 covers 104): each level
+    is upsampled by its own scale and cut to the top's size, not stretched to it, so a level's pixel k lands on the
+    input pixels it covers. Checked by feeding the head, through hooks, a column ramp at each level."""
+    torch.manual_seed(0)
+    net = UNet(1, 1, (4, 4, 4, 4), padding="same", hypercolumn=True).eval()
+    ramps = []
+
+    def ramp(module, args, output):  # replace the decoder's output by its own column index
+        ramps.append(output.shape[-1])
+        return torch.arange(output.shape[-1], dtype=output.dtype).expand_as(output).clone()
+
+    handles = [d.register_forward_hook(ramp) for d in net.decoders]
+    seen = {}
+    handles.append(net.head.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0])))
+    with torch.no_grad():
+        net(torch.rand(1, 1, side, side))
+    for h in handles:
+        h.remove()
+    x = seen["x"]  # (1, 3 levels x 4 channels, side, side): the deepest level first
+    for k in range(len(ramps)):
+        scale = 2 ** (len(ramps) - 1 - k)
+        read = x[0, 4 * k, 0]  # the level's column coordinate each output column reads
+        interior = torch.arange(scale, side - 2 * scale)  # away from the clamped borders
+        expected = (interior + 0.5) / scale - 0.5  # output column c covers the level's (c + 0.5) / scale - 0.5
+        assert torch.allclose(read[interior], expected, atol=1e-4), (side, scale)
+    with pytest.raises(ValueError, match="hypercolumn=True needs padding='same'"):
+        UNet(1, 1, (4, 8), padding="valid", hypercolumn=True)
+
+
 def test_the_trainer_takes_the_levers_from_the_command_line(tmp_path, capsys):
     root = make_synthetic_tgs(tmp_path / "tgs", n_train=40, n_test=2, seed=4)
     argv = ["--data", str(root), "--out", str(tmp_path / "run"), "--recipe", "small-same", "--features", "4,8"]
@@ -169,6 +200,29 @@ def test_after_a_fine_tune_that_loses_the_averaged_main_stage_is_what_the_run_re
     load_checkpoint(tmp_path / "run" / "averaged.pt", averaged)
     for kept, expected in zip(model.state_dict().values(), averaged.state_dict().values()):
         assert torch.equal(kept, expected)
+
+
+def test_overwriting_a_run_from_python_leaves_nothing_of_the_earlier_runs_stages(tmp_path):
+    """run_recipe(overwrite=True), as the trainer's --overwrite: an earlier run's fine-tune checkpoint, averaged
+    weights or snapshots would otherwise be exported (best_checkpoint picks the highest score) or averaged in."""
+    from unet_helpers import recipes
+    from unet_helpers.data import load_tgs_split
+
+    arrays = load_tgs_split(make_synthetic_tgs(tmp_path / "tgs", n_train=24, n_test=2, seed=6))
+    recipe = recipes.RECIPES["small-same"].scaled(1, 0)
+    recipe = dataclasses.replace(recipe, model=dict(recipe.model, features=(4, 8)), batch_size=8)
+    run = tmp_path / "run"
+    stale = [run / "averaged.pt", run / "finetune" / "best.pt", run / "snapshots" / "epoch099.pt"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"an earlier run's")
+    (run / "notes.txt").write_text("the user's")
+    train_ds, val_ds = recipes.make_datasets(recipe, arrays, arrays.ids[:16], arrays.ids[16:])
+    recipes.run_recipe(
+        recipe, train_ds, val_ds, run, torch.device("cpu"), overwrite=True, progress=False, verbose=False
+    )
+    assert not any(path.exists() for path in stale)
+    assert (run / "best.pt").is_file() and (run / "notes.txt").read_text() == "the user's"  # nothing else touched
 
 
 def test_the_salt_head_learns_beside_the_mask_and_empties_the_tiles_it_calls_empty():

@@ -447,7 +447,7 @@ class UNet(nn.Module):
         block: "double" (two 3x3 convolutions, the paper) or "residual" (:class:`ResidualDoubleConv`).
         attention: None, or "scse" after every block (:class:`SCSE`).
         hypercolumn: the head sees every decoder level's output, upsampled to full size and concatenated,
-            instead of the top level's alone (Hariharan et al., 2015).
+            instead of the top level's alone (Hariharan et al., 2015); same padding only.
         salt_head: a second head on the bottleneck says whether the tile holds any salt (``salt_logit``, one
             logit per tile, trained beside the mask by ``losses.SaltHeadLoss``); in eval mode a tile it calls
             empty gets its mask logits capped at -10, an empty mask, as the TGS winners emptied such tiles.
@@ -481,6 +481,8 @@ class UNet(nn.Module):
             raise ValueError(
                 f"block must be 'double' or 'residual' and attention None or 'scse', got {block!r}, {attention!r}"
             )
+        if hypercolumn and padding != "same":  # valid levels are not centred on one another: no one scale lines up
+            raise ValueError("hypercolumn=True needs padding='same': a valid U-Net's levels cover different windows")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.features, self.padding = features, padding
         self.padding_mode, self.batch_norm, self.upsample = padding_mode, batch_norm, upsample
@@ -535,8 +537,17 @@ class UNet(nn.Module):
             x = decoder(x, skip)
             levels.append(x)
         if self.hypercolumn:  # every decoder level, upsampled to the top level's size, side by side
-            size = x.shape[-2:]
-            x = torch.cat([F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in levels], dim=1)
+            height, width = x.shape[-2:]
+            # by each level's own scale (2, 4, ...), then cut to the top's size: with ceil_mode pooling a level's last
+            # pixel reaches past the tile's edge, so stretching the level to the size would shift it off its place
+            scales = [2 ** (len(levels) - 1 - k) for k in range(len(levels))]
+            x = torch.cat(
+                [
+                    F.interpolate(m, scale_factor=s, mode="bilinear")[..., :height, :width]
+                    for m, s in zip(levels, scales)
+                ],
+                dim=1,
+            )
         logits = self.head(x)
         if self.salt_head and not self.training:  # a tile the salt head calls empty gets an empty mask
             empty = (self.salt_logit < 0).view(-1, 1, 1, 1)

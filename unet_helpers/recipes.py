@@ -134,7 +134,8 @@ RECIPES: dict[str, Recipe] = {
         # Trained again on one H200 GPU (same split and seed), held-out tgs_score on the 300 unseen tiles: this recipe
         # 0.747; with strong_augment and 100 + 20 epochs 0.755; inputs resized to 208x208 0.746, with strong_augment
         # and 100 + 20 epochs 0.761; the average of eight such networks' probabilities 0.769. All stay within the
-        # noise of these 300 tiles (about 0.03) of this recipe's 0.753, so it is kept as it is.
+        # noise of these 300 tiles (about 0.03) of this recipe's 0.753, so it is kept as it is. (The resized runs'
+        # masks were resized with the legacy "nearest", half a pixel off their images; fixed since, not re-run.)
     ),
 }
 
@@ -228,6 +229,24 @@ def make_loaders(
     return train_loader, val_loader
 
 
+# a run's checkpoints of every stage: overwriting a run removes them, so that no stage of an earlier run outlives it
+STAGE_FILES = ("last.pt", "best.pt", "averaged.pt", "finetune/last.pt", "finetune/best.pt")
+
+
+def remove_earlier_run(out: Path) -> list[str]:
+    """Delete the checkpoints of every stage of the run in ``out`` (and its snapshots); nothing else.
+
+    Returns the files removed, relative to ``out``. ``run_recipe(overwrite=True)`` and the trainer's ``--overwrite``
+    call it: an earlier run's ``finetune/best.pt``, ``averaged.pt`` or snapshots would otherwise be exported, or
+    averaged into the new run, as if they were its own.
+    """
+    removed = [out / name for name in STAGE_FILES if (out / name).is_file()]
+    removed += sorted((out / "snapshots").glob("epoch*.pt"))
+    for path in removed:
+        path.unlink()
+    return [str(path.relative_to(out)) for path in removed]
+
+
 def _use_snapshot_average(
     recipe, model, snapshots, run_dir, train_loader, val_loader, device, amp, channels_last, config, verbose
 ) -> None:
@@ -295,6 +314,8 @@ def run_recipe(
     """
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
+    if overwrite and rank == 0:  # a new run: nothing of the earlier one's stages may be exported or averaged in
+        remove_earlier_run(run_dir)
     if device_batches is None:  # on a GPU the tiles live there and batches are drawn there (DeviceBatches)
         device_batches = device.type == "cuda"
     train_loader, val_loader = make_loaders(

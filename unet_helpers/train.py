@@ -44,7 +44,7 @@ from .data.files import get_data_hint
 from .engine import CheckpointError, amp_dtype_for, rank_and_world
 from .losses import LOSSES
 from .models import PADDING_MODES, PADDINGS, UPSAMPLINGS
-from .recipes import RECIPES, build_model, fitting_side, make_datasets, run_recipe
+from .recipes import RECIPES, build_model, fitting_side, make_datasets, remove_earlier_run, run_recipe
 
 
 class UsageError(Exception):
@@ -710,8 +710,6 @@ def prepare(args: argparse.Namespace, rank: int = 0, world: int = 1):
 
 
 RUN_FILES = ("config.json", "split.json", "history.json")  # what the trainer writes in --out besides checkpoints
-# a run's checkpoints of every stage: --overwrite removes them, so that no stage of an earlier run outlives it
-STAGE_FILES = ("last.pt", "best.pt", "averaged.pt", "finetune/last.pt", "finetune/best.pt")
 
 
 def _written_by_trainer(path: Path) -> bool:
@@ -720,15 +718,6 @@ def _written_by_trainer(path: Path) -> bool:
         return "recipe_resolved" in json.loads(path.read_text())
     except (ValueError, OSError):
         return False
-
-
-def remove_earlier_run(out: Path) -> list[str]:
-    """--overwrite: delete the checkpoints of every stage of the run in ``out`` (and its snapshots); nothing else."""
-    removed = [out / name for name in STAGE_FILES if (out / name).is_file()]
-    removed += sorted((out / "snapshots").glob("epoch*.pt"))
-    for path in removed:
-        path.unlink()
-    return [str(path.relative_to(out)) for path in removed]
 
 
 def load_training_data(args: argparse.Namespace, rank: int = 0):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.transforms import v2
+from torchvision.transforms import RandomResizedCrop, v2
 
 from ..tiling import mirror_pad
 from .files import PAD_SIDE, RESIZE_SIDE, SIDE, TGSArrays, load_tgs_split
@@ -30,7 +30,7 @@ class TGSSaltDataset(Dataset):
             U-Net whose output must still cover the whole 101x101 tile).
         augment: random horizontal flips, applied identically to image and mask.
         strong_augment: also, each half of the time, a random zoom-in (a crop of 50-100% of the area,
-            resized back to the side; the mask follows with nearest-neighbour) and a brightness and
+            resized back to the side, :class:`RandomZoomIn`; the mask follows with nearest-exact) and a brightness and
             contrast jitter of up to 20% (the image only). Seismic tiles are never flipped upside down:
             depth has a direction.
 
@@ -68,7 +68,7 @@ class TGSSaltDataset(Dataset):
         steps = [v2.RandomHorizontalFlip(p=0.5)] if augment else []
         if strong_augment:
             steps += [
-                v2.RandomApply([v2.RandomResizedCrop(self._side, scale=(0.5, 1.0), ratio=(0.8, 1.25))], p=0.5),
+                v2.RandomApply([RandomZoomIn(self._side)], p=0.5),
                 v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.5),
             ]
         self.transform = v2.Compose(steps) if steps else None
@@ -108,22 +108,46 @@ class TGSSaltDataset(Dataset):
         image = self.images[index]
         if self.channels == 3:
             image = image.expand(3, -1, -1)
-        if self.depth_channel:
-            image = torch.cat([image, self.depths[index].expand(1, *image.shape[-2:])])
         if self.masks is None:
-            return image.contiguous(), index
+            return self._with_depth(image, index).contiguous(), index
         mask = self.masks[index]
         if self.transform is not None:
             image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
             image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
-        return image.contiguous(), mask
+        return self._with_depth(image, index).contiguous(), mask
+
+    def _with_depth(self, image: torch.Tensor, index: int) -> torch.Tensor:
+        """The depth channel goes on after the augmentation: a jitter of brightness must not change the depth."""
+        if not self.depth_channel:
+            return image
+        return torch.cat([image, self.depths[index].expand(1, *image.shape[-2:])])
+
+
+class RandomZoomIn(torch.nn.Module):
+    """A random crop of 50-100% of the tile's area (aspect 0.8-1.25), resized back to ``side``: the image bilinear,
+    the mask nearest-exact, both from the same crop, so that the mask stays on its image (torchvision's own
+    ``RandomResizedCrop`` resizes a mask with the legacy "nearest", about half a pixel off the image)."""
+
+    def __init__(self, side: int, scale: tuple[float, float] = (0.5, 1.0), ratio: tuple[float, float] = (0.8, 1.25)):
+        super().__init__()
+        self.side, self.scale, self.ratio = side, scale, ratio
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        top, left, height, width = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
+        size = [self.side, self.side]
+        image = v2.functional.resized_crop(image, top, left, height, width, size, antialias=True)
+        plain = mask.as_subclass(torch.Tensor)  # as a plain tensor, so that the interpolation asked for is used
+        plain = v2.functional.resized_crop(
+            plain, top, left, height, width, size, interpolation=v2.InterpolationMode.NEAREST_EXACT
+        )
+        return image, tv_tensors.Mask(plain)
 
 
 def fit_to_network(x: torch.Tensor, size: str, side: int, kind: str = "image") -> torch.Tensor:
     """Tiles (N, C, H, W) as the network takes them: ``size`` "pad", "resize" or "none", for tiles of side ``side``.
 
     "pad" mirrors ``side - 101`` pixels around the tile, (side - 101) // 2 above and left and the rest below and
-    right (101 -> 104: 1 and 2); "resize" scales by side / 101 (bilinear for images, nearest for masks). Written for
+    right (101 -> 104: 1 and 2); "resize" scales by side / 101 (bilinear for images, nearest-exact for masks). Written for
     101x101 tiles; an image of another size gets the same border or scale. Training, evaluation and the command-line
     predictor all prepare their inputs here, so that a network always sees its tiles in the same place.
     """
@@ -136,7 +160,9 @@ def fit_to_network(x: torch.Tensor, size: str, side: int, kind: str = "image") -
         target = (round(height * side / SIDE), round(width * side / SIDE))
         if kind == "image":
             return F.interpolate(x, size=target, mode="bilinear", align_corners=False)
-        return F.interpolate(x, size=target, mode="nearest")
+        # "nearest-exact" samples each pixel's centre, as bilinear does; plain "nearest" (the legacy rule) reads
+        # the pixel up and to the left, which puts the mask about half a pixel off its image
+        return F.interpolate(x, size=target, mode="nearest-exact")
     return x
 
 
