@@ -236,8 +236,8 @@ STAGE_FILES = ("last.pt", "best.pt", "averaged.pt", "finetune/last.pt", "finetun
 def remove_earlier_run(out: Path) -> list[str]:
     """Delete the checkpoints of every stage of the run in ``out`` (and its snapshots); nothing else.
 
-    Returns the files removed, relative to ``out``. ``run_recipe(overwrite=True)`` and the trainer's ``--overwrite``
-    call it: an earlier run's ``finetune/best.pt``, ``averaged.pt`` or snapshots would otherwise be exported, or
+    Returns the files removed, relative to ``out``. ``run_recipe(overwrite=True)`` (the trainer's ``--overwrite``)
+    calls it: an earlier run's ``finetune/best.pt``, ``averaged.pt`` or snapshots would otherwise be exported, or
     averaged into the new run, as if they were its own.
     """
     removed = [out / name for name in STAGE_FILES if (out / name).is_file()]
@@ -315,7 +315,9 @@ def run_recipe(
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
     if overwrite and rank == 0:  # a new run: nothing of the earlier one's stages may be exported or averaged in
-        remove_earlier_run(run_dir)
+        removed = remove_earlier_run(run_dir)
+        if removed and verbose:
+            print(f"overwrite: removed the earlier run's {', '.join(removed)} from {run_dir}", flush=True)
     if device_batches is None:  # on a GPU the tiles live there and batches are drawn there (DeviceBatches)
         device_batches = device.type == "cuda"
     train_loader, val_loader = make_loaders(

@@ -44,7 +44,7 @@ from .data.files import get_data_hint
 from .engine import CheckpointError, amp_dtype_for, rank_and_world
 from .losses import LOSSES
 from .models import PADDING_MODES, PADDINGS, UPSAMPLINGS
-from .recipes import RECIPES, build_model, fitting_side, make_datasets, remove_earlier_run, run_recipe
+from .recipes import RECIPES, build_model, fitting_side, make_datasets, run_recipe
 
 
 class UsageError(Exception):
@@ -798,10 +798,6 @@ def run(args: argparse.Namespace) -> dict:
         check_same_split(out, split)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if args.overwrite:
-            removed = remove_earlier_run(out)
-            if removed:
-                print(f"--overwrite: removed the earlier run's {', '.join(removed)} from {out}", flush=True)
         if not resuming or not (out / "split.json").is_file():
             _write_json(out / "split.json", split)
         if not resuming or not (out / "config.json").is_file():

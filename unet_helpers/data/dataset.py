@@ -133,7 +133,7 @@ class RandomZoomIn(torch.nn.Module):
         self.side, self.scale, self.ratio = side, scale, ratio
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        top, left, height, width = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
+        top, left, height, width = RandomResizedCrop.get_params(image, self.scale, self.ratio)
         size = [self.side, self.side]
         image = v2.functional.resized_crop(image, top, left, height, width, size, antialias=True)
         plain = mask.as_subclass(torch.Tensor)  # as a plain tensor, so that the interpolation asked for is used
