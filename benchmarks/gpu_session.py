@@ -148,6 +148,11 @@ all three; an estimate from the epochs measured alone, not measured side by side
     python benchmarks/gpu_session.py --data data/gpu-tgs-salt --pack-dir $OUT --skip bench notebooks \
         --bench-record benchmarks/results/bench-epoch-h100.json --no-levers --flagship-epochs 80 --budget 560 \
         --candidates levers levers-lean levers-lean-wide
+
+The twelfth session was lent no GPU. It measured where the held-out score is lost
+(``benchmarks/held_out_breakdown.py``, in ``benchmarks/README.md``): the 81 masks under 30% of the tile lose 0.139 of
+run 3's mean, and medium-strong finds no salt on 17 of the 33 smallest, so the next loan should compare the candidates
+there too (the script reads the record that ``compare_held_out.py --record`` writes). The command above stands.
 """
 
 from __future__ import annotations

@@ -46,6 +46,21 @@ def test_receptive_field_against_the_hand_derivation(features, walk, by_position
     assert textbook_receptive_field(len(features)) == walk  # the classic walk, as notebook 07 prints it
 
 
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (dict(upsample="bilinear"), "bilinear upsampling"),  # a reviewer measured 20 / 52 / 116 where 18 / 44 / 100
+        (dict(attention="scse"), "scse attention"),  # the channel gate pools the whole map: the whole input
+        (dict(salt_head=True), "a salt head"),
+    ],
+)
+def test_the_count_refuses_the_levers_it_does_not_know(options, named):
+    model = UNet(1, 1, (8, 16, 32), padding="same", **options)
+    with pytest.raises(ValueError, match=f"this one has {named}.*effective_receptive_field"):
+        receptive_field(model)
+    assert receptive_field(UNet(1, 1, (8, 16, 32), padding="same", hypercolumn=True)) == 44  # as without (measured)
+
+
 def _linearised(model: UNet) -> UNet:
     """The same layout with every weight positive, no ReLU and average pooling: every path carries gradient."""
     model = copy.deepcopy(model)
@@ -88,6 +103,14 @@ def test_effective_receptive_field_is_a_normalised_map_inside_the_theoretical_on
     erf = effective_receptive_field(model, torch.rand(3, 1, 96, 96))
     assert erf.shape == (96, 96) and erf.max() == pytest.approx(1.0) and erf.min() >= 0
     assert 0 < extent(erf) <= receptive_field(model)
+
+
+def test_looking_inside_leaves_the_model_as_it_was():
+    """Both once left a model in eval mode, and the receptive field left a gradient on every weight."""
+    model = UNet(1, 1, (4, 8, 16), padding="same", batch_norm=True).train()
+    effective_receptive_field(model, torch.rand(2, 1, 48, 48))
+    feature_maps(model, torch.rand(2, 1, 48, 48))
+    assert model.training and all(p.grad is None for p in model.parameters())
 
 
 def test_feature_maps_at_their_true_sides():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from unet_helpers import predict as predict_cli
@@ -263,7 +264,7 @@ def test_a_workers_error_with_two_processes_is_reported_once(tiny_root, tmp_path
         ["--data", str(tiny_root), "--out", str(out), "--processes", "2", "--resume", "--lr", "0.1", *TINY]
     )
     assert result.returncode == 2 and quiet(result), result.stderr[-2000:]
-    assert result.stderr.count("error:") == 1 and "another configuration (differs in: lr)" in result.stderr
+    assert result.stderr.count("error:") == 1 and "another configuration (differs in: lr, " in result.stderr
     assert (out / "last.pt").read_bytes() == before
 
 
@@ -539,8 +540,9 @@ def test_checkpoints_and_models_given_where_the_other_belongs(tiny_root, tmp_pat
     cases = [
         (["--checkpoint", str(loose), *masks], f"is a folder; pass {loose / 'best.pt'}"),
         (["--checkpoint", str(weights), *masks], "--pretrained NAME"),
-        (["--pretrained", "denoiser", *masks], "notebook 09's denoiser"),
-        (["--pretrained", "denoiser", "--examples", "2"], "notebook 09's denoiser"),
+        (["--pretrained", "denoiser", *masks], "is a denoiser (notebook 09's kind)"),
+        (["--pretrained", "denoiser", "--examples", "2"], "is a denoiser"),
+        (["--pretrained", str(weights.with_name("denoiser.json")), *masks], "is a denoiser"),  # by its card's path
         (["--pretrained", "small-same", "--examples", "500"], "--examples must be 1 to 10"),
         (["--pretrained", "small-same", "--images", str(tmp_path), "--out", str(tmp_path / "m")], "did you mean"),
     ]
@@ -586,6 +588,17 @@ def test_a_runs_own_config_json_resumes_it_and_repeats_it_elsewhere(tiny_root, t
     assert train_cli.main(["--config", str(out / "config.json"), "--out", str(again)]) == 0
     first, second = (json.loads((run / "config.json").read_text()) for run in (out, again))
     assert first["recipe_resolved"] == second["recipe_resolved"] and second["config"] == str(out / "config.json")
+
+
+def test_a_runs_own_config_json_does_not_repeat_its_overwrite(tiny_root, tmp_path, capsys):
+    """A run started with --overwrite saved overwrite: true in its config.json; --config with that file, to change an
+    option, then deleted the very run it came from, with no --overwrite typed."""
+    out = tmp_path / "run"
+    argv = ["--data", str(tiny_root), "--processes", "1", "--out", str(out), *TINY, "--epochs", "1", "--overwrite"]
+    assert train_cli.main(argv) == 0
+    best = (out / "best.pt").read_bytes()
+    assert train_cli.main(["--config", str(out / "config.json"), "--epochs", "2"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "best.pt").read_bytes() == best
 
 
 def test_files_of_an_unfinished_run_are_not_replaced_without_overwrite(tiny_root, tmp_path, capsys):
@@ -688,6 +701,12 @@ def test_broken_cards_and_weights_are_named(tmp_path):
         load_pretrained(str(tmp_path / "a.json"))
     (tmp_path / "a.pt").write_bytes((WEIGHTS_DIR / "small-same.pt").read_bytes()[:1000])  # cut short
     with pytest.raises(ValueError, match="a.pt cannot be read as weights"):
+        load_pretrained(str(tmp_path / "a.json"))
+    (tmp_path / "a.pt").write_text("not weights at all\n")  # a text file (torch raised a bare KeyError)
+    with pytest.raises(ValueError, match="a.pt cannot be read as weights"):
+        load_pretrained(str(tmp_path / "a.json"))
+    torch.save(torch.zeros(3), tmp_path / "a.pt")  # a tensor, not a state dict
+    with pytest.raises(ValueError, match="a.pt holds a Tensor, not weights"):
         load_pretrained(str(tmp_path / "a.json"))
     (tmp_path / "a.json").write_text(json.dumps({k: v for k, v in card.items() if k != "model_config"}))
     with pytest.raises(ValueError, match="a.json is not a model card .it lacks model_config"):

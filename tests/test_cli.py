@@ -162,6 +162,31 @@ def test_split_like_trains_on_exactly_the_tiles_of_a_card_or_a_split_file(tiny_r
     argv = ["--data", str(tiny_root), "--out", str(tmp_path / "r4"), "--split-like", str(card), "--split-seed", "1"]
     assert train_cli.main(argv) == 2
     assert "drop --split-seed" in capsys.readouterr().err
+    argv = ["--data", str(tiny_root), "--out", str(tmp_path / "r5"), "--split-like", str(card), "--val-fraction", "0.5"]
+    assert train_cli.main(argv) == 2  # the split's own parts, not fractions: refused, not silently ignored
+    assert "drop --val-fraction and --test-fraction" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "split, named",
+    [
+        (dict(train=["a", "b"], val=["b"], test=["c"]), "id b is listed in both its training and its validation"),
+        (dict(train=["a"], val=["b"], test=["c", "a"]), "id a is listed in both its training and its held-out"),
+        (dict(train=["a", "a"], val=["b"], test=[]), "id a is listed twice"),
+    ],
+)
+def test_a_split_whose_parts_overlap_is_refused(tmp_path, split, named):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(split))
+    with pytest.raises(train_cli.UsageError, match=named):
+        train_cli.read_split(str(path))
+
+
+def test_a_denoisers_card_holds_no_split(tmp_path):
+    from unet_helpers.pretrained import model_files
+
+    with pytest.raises(train_cli.UsageError, match="holds no training, validation and held-out ids"):
+        train_cli.read_split(str(model_files("denoiser")[0]))
 
 
 def test_folds_cross_validate_the_tiles_a_split_does_not_hold_out(tiny_root, tmp_path, capsys):

@@ -472,7 +472,7 @@ def test_get_tgs_salt_falls_back_to_the_standin_with_a_banner(no_credentials, tm
     made = []
     monkeypatch.setattr(data.source, "make_synthetic_tgs", lambda root: made.append(root))
     source = data.get_tgs_salt(tmp_path / "real", standin_root=tmp_path / "standin")
-    assert source.synthetic and made == [tmp_path / "standin"]
+    assert source.synthetic and made == [tmp_path / "standin"] and source.tag == "standin"  # its runs' own folders
     out = capsys.readouterr().out
     assert "OFFLINE STAND-IN" in out and "synthetic" in out and out.count("\n") == 1
 
@@ -489,6 +489,7 @@ def test_get_tgs_salt_takes_a_smaller_consistent_folder_as_real_data(no_credenti
     root = copy_of(standin, tmp_path)
     source = data.get_tgs_salt(root, standin_root=tmp_path / "standin")
     assert not source.synthetic and source.root == root and (source.n_train, source.n_test) == (120, 20)
+    assert source.tag == "real"
     assert (
         "Kaggle TGS Salt" in capsys.readouterr().out
         and "120 of Kaggle's 4,000 training tiles, 20 of its" in source.banner

@@ -136,6 +136,42 @@ def test_training_resumes_where_it_stopped(tmp_path):
         train_denoiser(pairs, tmp_path / "b", 4, **options)
 
 
+def test_the_command_line_keeps_a_runs_record_and_never_replaces_a_model_unasked(tmp_path, capsys, monkeypatch):
+    """A refused command rewrote run.json (a resume with another --lr trained on at the new rate, and the card then
+    reported it), export replaced the shipped denoiser without a word, and bad folders gave tracebacks."""
+    import json
+
+    from unet_helpers import diffusion
+    from unet_helpers.data import make_synthetic_tgs
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # --threads would change it for every later test
+    root = make_synthetic_tgs(tmp_path / "tgs", n_train=40, n_test=2)  # the stand-in's own ids (seed 0)
+    out, weights = tmp_path / "run", tmp_path / "weights"
+    train = ["train", "--data", str(root), "--out", str(out), "--batch-size", "4", "--threads", "1", "--no-progress"]
+    assert diffusion.main([*train, "--steps", "1"]) == 0
+    record = (out / "run.json").read_text()
+    assert diffusion.main([*train, "--steps", "2"]) == 2  # no --resume
+    assert "already holds a run" in capsys.readouterr().err and (out / "run.json").read_text() == record
+    assert diffusion.main([*train, "--steps", "2", "--resume", "--lr", "0.5"]) == 2
+    error = capsys.readouterr().err
+    assert "other settings (--lr)" in error and "--lr 0.5" not in error and (out / "run.json").read_text() == record
+    assert diffusion.main([*train, "--steps", "2", "--resume"]) == 0
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 2 and (out / "run.json").read_text() == record
+
+    export = ["export", "--run", str(out), "--out-dir", str(weights)]
+    assert diffusion.main(export) == 0
+    card = json.loads((weights / "denoiser.json").read_text())
+    assert card["training"]["lr"] == 1e-3 and card["data"]["source"].startswith("the offline stand-in")
+    before = (weights / "denoiser.pt").read_bytes()
+    assert diffusion.main(export) == 2 and "--overwrite" in capsys.readouterr().err
+    assert (weights / "denoiser.pt").read_bytes() == before
+    assert diffusion.main([*export, "--overwrite"]) == 0
+    assert diffusion.main(["export", "--run", str(tmp_path / "none"), "--out-dir", str(weights)]) == 2
+    assert "not a denoiser run's folder (no last.pt, run.json)" in capsys.readouterr().err
+    assert diffusion.main(["train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
+    assert str(tmp_path / "nothing") in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
 def test_pairs_from_tiles_and_back():
     rng = np.random.default_rng(0)
     tiny_arrays = TGSArrays(

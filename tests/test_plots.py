@@ -93,9 +93,13 @@ def test_a_fine_tune_stage_is_marked_and_epochs_are_whole_numbers():
         val_tgs=[0.4, 0.5, 0.6, 0.65],
     )
     figure = plot_history({"strong": history}, finetune_from={"strong": 3})
-    loss_axes = figure.axes[0]
+    loss_axes, metric_axes, finetune_axes = figure.axes  # the fine-tune's loss on its own scale, the loss panel's twin
     assert [line.get_xdata()[0] for line in loss_axes.lines if line.get_linestyle() == "-."] == [2.5]
-    assert len([line for line in loss_axes.lines if line.get_linestyle() != "-."]) == 4  # two stages x train and val
+    main = [list(line.get_ydata()) for line in loss_axes.lines if line.get_linestyle() != "-."]
+    assert main == [[0.5, 0.4], [0.5, 0.45]]  # the main stage's training and validation losses
+    finetune = {line.get_markerfacecolor() == "white": list(line.get_ydata()) for line in finetune_axes.lines}
+    assert finetune == {False: [0.9, 0.8], True: [0.85, 0.8]}  # hollow dots: validation
+    assert finetune_axes.bbox.bounds == loss_axes.bbox.bounds and "Lovasz" in finetune_axes.get_ylabel()
     assert all(float(t).is_integer() for t in loss_axes.get_xticks())
     plt.close(figure)
 
@@ -110,10 +114,25 @@ def test_a_fine_tune_stage_is_marked_and_epochs_are_whole_numbers():
         (0.5, "50% salt"),
         (0.996, "99.6% salt"),
         (0.9999, "99.99% salt"),
+        (0.99999, "99.99% salt"),  # not "100.00%"
+        (0.000001, "0.01% salt"),  # not "0.00%"
     ],
 )
 def test_salt_labels_never_round_salt_to_0_or_100(coverage, label):
     assert salt_label(coverage) == label
+
+
+def test_an_overlay_tints_where_the_mask_says_salt_whatever_its_kind():
+    from unet_helpers.plots import overlay
+
+    image = np.full((8, 8), 100, np.uint8)
+    truth = np.zeros((8, 8), bool)
+    truth[:2] = True
+    expected = overlay(image, truth, value_range=(0, 255))
+    for mask in (truth.astype(np.uint8), truth.astype(np.uint8) * 255, np.where(truth, 0.9, 0.2)):  # 0/1, 0/255, probs
+        assert np.array_equal(overlay(image, mask, value_range=(0, 255)), expected)
+    rgb = np.repeat(image[..., None], 3, axis=2)  # an image held channels last, as PIL gives it
+    assert np.array_equal(overlay(rgb, truth, value_range=(0, 255)), expected)
 
 
 def test_the_lever_table_draws_every_row_but_the_baseline_with_a_marker_per_seed_and_the_rerun_band():

@@ -294,6 +294,12 @@ def test_export_writes_float16_weights_and_a_complete_card(tiny_root, tmp_path, 
     export_args = ["export", "--run", str(run), "--data", str(tiny_root), "--name", "small-same"]
     assert pretrained.main([*export_args, "--out-dir", str(tmp_path / "weights")]) == 2
     assert (tmp_path / "weights" / "small-same.pt").read_bytes() == before
+    with pytest.raises(ValueError, match="already"):  # nor does Python, unless asked: overwrite=False by default
+        pretrained.export(run, tiny_root, name="small-same", out_dir=tmp_path / "weights")
+    assert (tmp_path / "weights" / "small-same.pt").read_bytes() == before
+    with pytest.raises(ValueError, match="a file name, without folders"):  # ../../x wrote outside --out-dir
+        pretrained.export(run, tiny_root, name="../x", out_dir=tmp_path / "weights")
+    assert not (tmp_path / "x.pt").exists()
     # A device it cannot use is refused before anything is written, with what to pass instead.
     out_dir = ["--out-dir", str(tmp_path / "elsewhere"), "--overwrite"]
     with pytest.raises(SystemExit):  # argparse: "invalid choice"
@@ -384,3 +390,13 @@ def test_segment_gives_the_mask_the_cards_scores_were_made_with(tmp_path):
         assert np.array_equal(segment(model, card, tiles.images[k] / 255.0), expected[k])
     with pytest.raises(ValueError, match="uint8 grey values"):
         segment(model, card, tiles.images[0].astype(float))
+    sixteen_bit = tiles.images[0].astype(np.uint16) * 257  # a 16-bit PNG of the same grey levels
+    assert np.array_equal(segment(model, card, sixteen_bit), expected[0])
+    refused = [
+        (tiles.masks[0].astype(bool), "a boolean array"),  # a mask given where the image belongs
+        (np.stack([tiles.images[0]] * 3, axis=-1), r"\.convert\('L'\)"),  # a colour image
+        (tiles.images[0].astype(np.int64), "pass image.astype"),  # whole numbers of unknown scale
+    ]
+    for image, named in refused:
+        with pytest.raises(ValueError, match=named):
+            segment(model, card, image)

@@ -22,6 +22,29 @@ def test_mirror_pad_reflects_and_handles_padding_larger_than_the_image():
     assert mirror_pad(x, 9, 9, 9, 9).shape == (1, 1, 22, 22)
 
 
+@pytest.mark.parametrize(
+    "height, width, pads",
+    [(22, 30, (20, 102, 3, 40)), (4, 4, (0, 0, 1, 13)), (5, 3, (7, 0, 0, 9)), (101, 101, (22, 21, 22, 21))],
+)
+def test_mirror_pad_is_numpys_reflection_even_for_pads_larger_than_the_image(height, width, pads):
+    """Padding in steps once reflected about an edge that is not the image's (19 wrong rows at 22 -> 144)."""
+    image = torch.randn(1, 2, height, width)
+    top, bottom, left, right = pads
+    expected = np.pad(image.numpy(), ((0, 0), (0, 0), (top, bottom), (left, right)), mode="reflect")
+    assert np.array_equal(mirror_pad(image, *pads).numpy(), expected)
+
+
+def test_tiling_predicts_in_eval_mode_and_leaves_the_model_as_it_was():
+    torch.manual_seed(0)
+    model = UNet(1, 1, (4, 8), batch_norm=True).train()  # left in training mode by mistake
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    image = torch.randn(1, 1, 60, 60)
+    tiled = predict_tiled(model, image)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        assert torch.allclose(tiled, predict_tiled(model.eval(), image))  # the same as from an eval-mode model
+
+
 @pytest.mark.parametrize("height, width", [(300, 200), (101, 101)])
 def test_tiled_prediction_equals_whole_image_prediction(slim_paper_unet, height, width):
     image = torch.randn(1, 1, height, width)

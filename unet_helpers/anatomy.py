@@ -29,9 +29,12 @@ def feature_maps(model: UNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
         m.register_forward_hook(lambda _m, _i, out, name=name: maps.__setitem__(name, out.detach().cpu()))
         for name, m in parts
     ]
+    was_training = model.training
     try:
-        model.eval()(x)
+        with torch.no_grad():
+            model.eval()(x)
     finally:
+        model.train(was_training)  # the model is left as it came
         for h in handles:
             h.remove()
     return maps
@@ -66,6 +69,24 @@ def _widening(block: nn.Module) -> int:
     return sum((m.kernel_size[0] - 1) // 2 for m in block.modules() if isinstance(m, nn.Conv2d))
 
 
+def _check_countable(model: UNet) -> None:
+    """The walk below knows 2x2 up-convolutions and blocks that see a few pixels around each one; refuse the rest."""
+    unknown = [
+        why
+        for why, present in (
+            (f"{model.upsample} upsampling (its reach is not a 2x2 up-convolution's)", model.upsample != "transpose"),
+            (f"{model.attention} attention (its channel gate pools the whole map)", bool(model.attention)),
+            ("a salt head (its verdict on the whole tile gates every pixel)", model.salt_head),
+        )
+        if present
+    ]
+    if unknown:
+        raise ValueError(
+            f"the receptive field is counted here for the paper's kind of U-Net only; this one has {'; '.join(unknown)}: "
+            "measure what an output pixel depends on with effective_receptive_field instead"
+        )
+
+
 def receptive_window_by_position(model: UNet) -> list[tuple[int, int]]:
     """How far an output pixel's window reaches before and after it (in input pixels, along one axis), at each
     position of a pooling cell: the window is not centred on the pixel.
@@ -76,6 +97,7 @@ def receptive_window_by_position(model: UNet) -> list[tuple[int, int]]:
     one level down; at a concatenation the two paths' intervals are joined. Where the pixel sits
     in its 2**poolings cell decides how the halvings round, so the window's width differs by position.
     """
+    _check_countable(model)
     levels = model.levels
 
     def encoder_out(level: int, a: int, b: int) -> tuple[int, int]:
@@ -141,12 +163,14 @@ def effective_receptive_field(model: UNet, images: torch.Tensor) -> np.ndarray:
     its own total, so that no one image with large gradients outweighs the others, averaged over the images and
     scaled to a maximum of 1. In eval mode, so batch norm uses its statistics.
     """
+    was_training = model.training
     model.eval()
     x = images.clone().requires_grad_(True)
     out = model(x)
     centre = out.shape[-1] // 2
-    out[:, 0, centre, centre].sum().backward()
-    grad = x.grad.abs().sum(1)  # (N, S, S)
+    (grad,) = torch.autograd.grad(out[:, 0, centre, centre].sum(), x)  # the input's only: no .grad left on weights
+    model.train(was_training)
+    grad = grad.abs().sum(1)  # (N, S, S)
     grad = (grad / grad.sum((1, 2), keepdim=True).clamp_min(1e-12)).mean(0)
     return (grad / grad.max().clamp_min(1e-12)).numpy()
 

@@ -15,7 +15,8 @@ noise of the last steps and gives cleaner tiles than the raw weights at no cost.
 
     python -m unet_helpers.diffusion train --data data/tgs-salt --out runs/denoiser --steps 8000 --threads 2
     python -m unet_helpers.diffusion train ... --resume          # continues from runs/denoiser/last.pt
-    python -m unet_helpers.diffusion export --run runs/denoiser  # writes weights/denoiser.pt and its card
+    python -m unet_helpers.diffusion export --run runs/denoiser --out-dir runs/models  # denoiser.pt and its card
+    (without --out-dir: into the package's weights folder, where the shipped denoiser is replaced only with --overwrite)
 """
 
 from __future__ import annotations
@@ -287,13 +288,34 @@ def segment(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
 
 
 def export(
-    run: Path, out_dir: Path, name: str = "denoiser", evaluation: dict | None = None, step: int | None = None
+    run: Path,
+    out_dir: Path | None,
+    name: str = "denoiser",
+    evaluation: dict | None = None,
+    step: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Write the run's EMA weights (float16) and a card (data, steps, device, wall time, evaluation): the last
-    step's, or with ``step`` the EMA snapshot of that step (``ema_step{step:06d}.pt``)."""
+    step's, or with ``step`` the EMA snapshot of that step (``ema_step{step:06d}.pt``).
+
+    ``out_dir`` None: the package's own weights folder. A model of that name already there is refused, not replaced,
+    unless ``overwrite`` (the shipped denoiser is one).
+    """
     from .pretrained import WEIGHTS_DIR
 
     out_dir = out_dir or WEIGHTS_DIR
+    missing = [file for file in ("last.pt", "run.json") if not (run / file).is_file()]
+    if missing:
+        raise ValueError(
+            f"{run} is not a denoiser run's folder (no {', '.join(missing)}); pass the --out folder of "
+            "python -m unet_helpers.diffusion train"
+        )
+    existing = [path.name for path in (out_dir / f"{name}.pt", out_dir / f"{name}.json") if path.exists()]
+    if existing and not overwrite:
+        raise ValueError(
+            f"{out_dir} already holds {' and '.join(existing)}; pass --overwrite to replace them, or export to "
+            "another --out-dir"
+        )
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     info = json.loads((run / "run.json").read_text())
     if step is not None and step != state["step"]:
@@ -313,7 +335,9 @@ def export(
         model_config=state["config"],
         parameters=count_parameters(model),
         data=dict(
-            source="Kaggle TGS Salt Identification Challenge, its training tiles",
+            source="the offline stand-in (synthetic tiles in Kaggle's layout)"
+            if info.get("standin")
+            else "Kaggle TGS Salt Identification Challenge, its training tiles",
             train_ids=info["train_ids"],
             note=info["ids_note"],
             side=info["side"],
@@ -359,37 +383,63 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--out-dir", type=Path, default=None)
     ex.add_argument("--evaluation", type=Path, default=None, help="a JSON file of evaluation numbers for the card")
     ex.add_argument("--step", type=int, default=None, help="export the EMA snapshot of this step instead of the last")
+    ex.add_argument("--overwrite", action="store_true", help="replace a model of that name in --out-dir")
     args = parser.parse_args(argv)
-    if args.command == "export":
-        evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
-        print(export(args.run, args.out_dir, evaluation=evaluation, step=args.step)["summary"])
-        return 0
+    try:
+        if args.command == "export":
+            evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
+            card = export(args.run, args.out_dir, evaluation=evaluation, step=args.step, overwrite=args.overwrite)
+            print(card["summary"])
+            return 0
+        return _train_command(args, argv)
+    except (ValueError, FileExistsError, OSError) as err:  # bad folders and files (TGSDataError is a ValueError)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+RESUMED_OPTIONS = ("batch_size", "lr", "train_ids")  # what a resumed run must keep: its card reports them
+
+
+def _train_command(args: argparse.Namespace, argv: list[str] | None) -> int:
     for name, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--threads", args.threads)):
         if value < 1:
             print(f"error: {name} must be at least 1, got {value}", file=sys.stderr)
             return 2
+    from .data.source import is_standin_folder
+
+    last, record = args.out / "last.pt", args.out / "run.json"
+    if last.is_file() and not args.resume:  # before anything is written: the run's record stays its own
+        raise FileExistsError(f"{last} already holds a run: pass --resume to continue it, or choose another --out")
     torch.set_num_threads(args.threads)
     pairs, ids = training_pairs(args.data)
-    args.out.mkdir(parents=True, exist_ok=True)
     info = dict(
         side=SIDE,
         train_ids=ids,
         ids_note="the shipped medium-strong model's training ids found in the data (its validation and held-out "
         "tiles stay unseen)",
+        standin=is_standin_folder(args.data),
         batch_size=args.batch_size,
         lr=args.lr,
         device=describe_device(torch.device("cpu")),
         threads=args.threads,
         command="python -m unet_helpers.diffusion " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
-    (args.out / "run.json").write_text(json.dumps(info) + "\n")
-    try:
-        train_denoiser(
-            pairs, args.out, args.steps, args.batch_size, args.lr, resume=args.resume, progress=not args.no_progress
-        )
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.resume and last.is_file() and record.is_file():
+        saved = json.loads(record.read_text())
+        changed = [key for key in RESUMED_OPTIONS if key in saved and saved[key] != info[key]]
+        if changed:
+            names = ", ".join("the data's training tiles" if key == "train_ids" else "--" + key.replace("_", "-")
+                              for key in changed)  # fmt: skip
+            raise ValueError(
+                f"{args.out} holds a run trained with other settings ({names}); resume it with the options of "
+                f"its run.json ({saved['command']}), or start a new run in another --out"
+            )
+        info = saved  # the record of how the run began stays
+    args.out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(info) + "\n")
+    train_denoiser(
+        pairs, args.out, args.steps, args.batch_size, args.lr, resume=args.resume, progress=not args.no_progress
+    )
     return 0
 
 

@@ -585,10 +585,11 @@ def load_checkpoint(
         off = {k: v for k, v in config.items() if k not in saved_config and (v is False or v is None or v == 0)}
         saved_config = {**off, **saved_config}
     if config is not None and saved_config not in (None, config):
-        changed = {k for k in set(config) | set(saved_config) if config.get(k) != saved_config.get(k)}
+        changed = sorted(k for k in set(config) | set(saved_config) if config.get(k) != saved_config.get(k))
+        differences = "; ".join(f"{k}, {saved_config.get(k)!r} there and {config.get(k)!r} now" for k in changed)
         raise CheckpointError(
-            f"{path} belongs to a run with another configuration (differs in: {', '.join(sorted(changed))}); "
-            "resume with the same settings, or start a new run in another folder"
+            f"{path} belongs to a run with another configuration (differs in: {differences}); "
+            "resume with the same settings and tiles, or start a new run in another folder"
         )
     try:
         if model is not None:

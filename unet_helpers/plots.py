@@ -35,7 +35,8 @@ def salt_label(coverage: float) -> str:
     percent = 100 * coverage
     if percent < 1 or percent > 99:
         digits = 1 if 0.1 <= percent <= 99.9 else 2
-        return f"{percent:.{digits}f}% salt"
+        step = 10.0**-digits  # the last digit shown: kept off 0 and off 100
+        return f"{min(max(percent, step), 100 - step):.{digits}f}% salt"
     return f"{percent:.0f}% salt"
 
 
@@ -101,8 +102,10 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def _as_2d(x) -> np.ndarray:
-    """An (H, W) array from (H, W), (1, H, W) or (C, H, W) (first channel) images."""
+    """An (H, W) array from (H, W), (1, H, W), (C, H, W) or (H, W, 3) images (the first channel)."""
     x = _to_numpy(x).squeeze()
+    if x.ndim == 3 and x.shape[-1] in (3, 4) and x.shape[0] not in (3, 4):  # channels last, as PIL and numpy hold RGB
+        return x[..., 0]
     return x[0] if x.ndim == 3 else x
 
 
@@ -241,7 +244,7 @@ def display_range(image) -> tuple[float, float]:
 
 
 def overlay(image, mask, color=(1.0, 0.2, 0.2), alpha: float = 0.4, value_range=None) -> np.ndarray:
-    """An RGB picture of a grey (H, W) image with a binary mask tinted on top.
+    """An RGB picture of a grey (H, W) image with a mask tinted on top (a probability map is cut at 0.5).
 
     The grey values are drawn on ``value_range`` (default ``display_range(image)``), the scale ``show_tiles``
     draws the image itself with, so the overlay has the image's contrast.
@@ -250,7 +253,7 @@ def overlay(image, mask, color=(1.0, 0.2, 0.2), alpha: float = 0.4, value_range=
     low, high = value_range or display_range(image)
     img = np.clip((img - low) / (high - low), 0, 1)
     rgb = np.repeat(img[..., None], 3, axis=2)
-    m = _as_2d(mask).astype(bool)
+    m = _as_2d(mask) > 0.5  # 0/1, boolean or 0/255 masks; probabilities: where salt is more likely than not
     rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color)
     return rgb
 
@@ -293,7 +296,9 @@ def show_tiles(
             axes[-1, c].set_xlim(-0.5, truth.shape[1] - 2.5), axes[-1, c].set_ylim(truth.shape[0] - 2.5, -0.5)
         if titles is not None:
             axes[0, c].set_title(titles[c], fontsize=9)
-    overlay_label = "prediction (red),\ntruth (yellow line)" if predictions is not None else "overlay"
+    overlay_label = (
+        "prediction (red),\ntruth (yellow line)" if predictions is not None else "true mask (red)\nover the image"
+    )
     axes[-1, 0].set_ylabel(overlay_label, fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
@@ -309,22 +314,26 @@ def plot_history(
 
     ``histories`` is one history from ``engine.train`` or a {name: history} dict of several.
     ``finetune_from`` gives, per run, the first epoch of a fine-tune stage with another loss: its losses
-    are drawn apart from the main stage's (they measure another thing) and a dotted line marks it.
+    are drawn apart from the main stage's, thick and on their own scale (the right axis of the loss panel), with
+    hollow dots for validation, and a dash-dot line marks where it starts.
     """
     if "epoch" in histories:
         histories = {"run": histories}
     finetune_from = finetune_from or {}
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(NOTEBOOK_WIDTH, 3.8))
+    # The fine-tune's loss is another loss (Lovasz, about 0.8 where BCE + Dice ends near 0.4): its own axis.
+    ax_finetune = ax_loss.twinx() if finetune_from else None
     for k, (name, h) in enumerate(histories.items()):
         color, epochs = f"C{k}", np.asarray(h["epoch"])
+        train_loss, val_loss = np.asarray(h["train_loss"]), np.asarray(h["val_loss"])
         start = finetune_from.get(name, epochs.max() + 1)
-        for stage, part in (("", epochs < start), (" (Lovasz)", epochs >= start)):
-            if not part.any():
-                continue
-            width, marker = (1.5, None) if not stage else (2.5, "o")  # a one-epoch stage still shows, as a dot
-            ax_loss.plot(epochs[part], np.asarray(h["train_loss"])[part], color=color, lw=width, marker=marker)
-            ax_loss.plot(
-                epochs[part], np.asarray(h["val_loss"])[part], color=color, lw=width, linestyle="--", marker=marker
+        main, finetune = epochs < start, epochs >= start
+        ax_loss.plot(epochs[main], train_loss[main], color=color, lw=1.5)
+        ax_loss.plot(epochs[main], val_loss[main], color=color, lw=1.5, linestyle="--")
+        if finetune.any():  # thick, with dots: a one-epoch stage still shows
+            ax_finetune.plot(epochs[finetune], train_loss[finetune], color=color, lw=2.5, marker="o")
+            ax_finetune.plot(
+                epochs[finetune], val_loss[finetune], color=color, lw=2.5, ls="--", marker="o", markerfacecolor="white"
             )
         ax_metric.plot(epochs, h[metric], color=color, marker="o", markersize=3, label=name)
         if name in finetune_from:
@@ -332,10 +341,14 @@ def plot_history(
                 ax.axvline(start - 0.5, color=color, linestyle="-.", lw=1)
     ax_loss.set_xlabel("epoch" + (" (dash-dot: the Lovasz fine-tune starts)" if finetune_from else ""))
     ax_loss.set_ylabel("loss (solid: training, dashed: validation)")
-    ax_loss.set_title("training and validation loss" + (", Lovasz stage thick" if finetune_from else ""), fontsize=10)
+    ax_loss.set_title(
+        "training and validation loss" + ("\n(Lovasz stage: thick, right axis)" if finetune_from else ""), fontsize=10
+    )
+    if ax_finetune is not None:
+        ax_finetune.set_ylabel("Lovasz loss (filled: training, hollow: validation)")
     label = {"val_tgs": "validation tgs_score", "val_iou": "validation IoU"}.get(metric, metric)
     ax_metric.set_xlabel("epoch"), ax_metric.set_ylabel(label), ax_metric.legend(fontsize=9)
-    ax_metric.set_title(f"{label} (colours: the runs, in both panels)", fontsize=10)
+    ax_metric.set_title(f"{label}\n(one colour per run, in both panels)", fontsize=10)
     for ax in (ax_loss, ax_metric):
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()

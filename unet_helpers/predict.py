@@ -18,6 +18,7 @@ overwritten without --overwrite; errors print one clear message and exit with st
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections import defaultdict
@@ -191,11 +192,20 @@ def predict_image(
     return predict_batch(model, image[None], recipe, device, tta)[0]
 
 
+def _card_kind(path: str) -> str | None:
+    """The ``kind`` of an exported card (None if it cannot be read: loading it says why)."""
+    try:
+        return json.loads(Path(path).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def check_segmenter(name: str) -> None:
     """Refuse a shipped model that does not segment (notebook 09's denoiser generates tiles), naming the ones that do."""
-    if name in GENERATORS:
+    generates = name in GENERATORS or (name.endswith(".json") and _card_kind(name) == "denoiser")
+    if generates:
         raise UsageError(
-            f"--pretrained {name} is notebook 09's denoiser: it generates tiles with their masks and does not find salt "
+            f"--pretrained {name} is a denoiser (notebook 09's kind): it generates tiles with their masks and does not find salt "
             f"in an image; pass one of the segmentation models: {', '.join(available_pretrained())}"
         )
 

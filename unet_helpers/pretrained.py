@@ -105,8 +105,12 @@ def load_model(card: dict, weights: str | Path, device: str | torch.device = "cp
     model = build(**card["model_config"])
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as err:  # torch reports a truncated file as a RuntimeError
-        raise ValueError(f"{weights} cannot be read as weights ({err}); copy or export it again") from None
+    except Exception as err:  # a truncated file (RuntimeError), text (KeyError), another pickle (UnpicklingError), ...
+        raise ValueError(
+            f"{weights} cannot be read as weights ({type(err).__name__}: {err}); copy or export it again"
+        ) from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{weights} holds a {type(state).__name__}, not weights; copy or export it again")
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except (RuntimeError, AttributeError) as err:
@@ -121,19 +125,31 @@ def load_model(card: dict, weights: str | Path, device: str | torch.device = "cp
 def segment(model: torch.nn.Module, card: dict, image, device: str | torch.device = "cpu") -> np.ndarray:
     """The salt mask (H, W, bool) of one grey image, made as the card's scores were made.
 
-    ``image`` is (H, W): uint8 grey values 0..255 (as the tiles' PNGs hold them) or floats in [0, 1]. It is padded
+    ``image`` is (H, W): uint8 grey values 0..255 (as the tiles' PNGs hold them), uint16 (0..65535, a 16-bit PNG)
+    or floats in [0, 1]; a colour image, a boolean mask or other whole numbers are refused with a message. It is padded
     as the network's training tiles were, predicted with flip TTA where the card chose it, then cut at the card's
     threshold, and emptied below its minimum salt area. Calling ``model`` on a bare 101x101 tile skips the padding
     (the shipped medium-strong then scores lower), and on 0..255 floats it finds no salt at all.
     """
     from .predict import predict_image  # here: the predictor imports this module
 
-    pixels = torch.as_tensor(np.asarray(image))
-    if pixels.ndim != 2:
-        raise ValueError(f"segment takes one grey image (H, W), got shape {tuple(pixels.shape)}")
-    if pixels.dtype == torch.uint8:
-        pixels = pixels.float() / 255
-    elif pixels.min() < 0 or pixels.max() > 1:
+    array = np.asarray(image)
+    if array.ndim != 2:
+        hint = "; for a colour image take its grey levels first (PIL: .convert('L'))" if array.ndim == 3 else ""
+        raise ValueError(f"segment takes one grey image (H, W), got shape {array.shape}{hint}")
+    if array.dtype == bool:
+        raise ValueError("segment takes a grey image, got a boolean array (a mask?): give the image itself")
+    if array.dtype.kind in "ui" and array.dtype not in (np.uint8, np.uint16):  # which scale? not to be guessed
+        raise ValueError(
+            f"segment takes uint8 or uint16 grey levels or floats in [0, 1], got {array.dtype}: for 0..255 values, "
+            "pass image.astype(np.uint8)"
+        )
+    if array.dtype == np.uint16:  # a 16-bit PNG: 0..65535, as the data reader scales it (65535 -> 255 -> 1)
+        array = array / 65535.0
+    elif array.dtype == np.uint8:
+        array = array / 255.0
+    pixels = torch.as_tensor(array, dtype=torch.float64)
+    if pixels.min() < 0 or pixels.max() > 1:
         raise ValueError(
             f"image values run from {float(pixels.min()):g} to {float(pixels.max()):g}: give uint8 grey values "
             "(0..255) or floats in [0, 1]"
@@ -305,14 +321,16 @@ def export(
     name: str | None = None,
     out_dir: Path = WEIGHTS_DIR,
     device_note: str | None = None,
-    overwrite: bool = True,
+    overwrite: bool = False,
     device: str | torch.device = "cpu",
 ) -> dict:
     """Write ``out_dir/<name>.pt`` (float16 weights) and ``<name>.json`` (the card) from a finished run.
 
-    With ``overwrite=False`` (the command line's default) an existing model of that name is refused, not replaced.
+    An existing model of that name is refused, not replaced, unless ``overwrite`` (the command line's --overwrite).
     """
     run, data = Path(run), Path(data)
+    if name is not None and (not name or Path(name).name != name or name in (".", "..")):
+        raise ValueError(f"--name {name!r}: a model's name is a file name, without folders; use --out-dir for where")
     missing = [name for name in ("config.json", "split.json", "history.json") if not (run / name).is_file()]
     if missing:
         raise ValueError(

@@ -6,10 +6,12 @@ the notebook can be reproduced from a script.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -247,6 +249,25 @@ def remove_earlier_run(out: Path) -> list[str]:
     return [str(path.relative_to(out)) for path in removed]
 
 
+def tiles_fingerprint(train_ds, val_ds) -> str | None:
+    """The tiles a run trains and validates on, as a short string its checkpoints keep (None for other datasets).
+
+    Counts and a hash of the ids, images and masks in order: resuming a run on other tiles (another split, a smaller
+    subset, or the stand-in where the real data was) is then refused with a message, instead of silently handing back
+    the earlier run's model and curves.
+    """
+    digest = hashlib.sha1()
+    for dataset in (train_ds, val_ds):
+        arrays = getattr(dataset, "arrays", None)
+        if arrays is None:
+            return None
+        digest.update("\n".join(arrays.ids).encode() + b"\0")
+        for pixels in (arrays.images, arrays.masks):
+            if pixels is not None:
+                digest.update(np.ascontiguousarray(pixels).tobytes())
+    return f"{len(train_ds)} training + {len(val_ds)} validation tiles, sha1 {digest.hexdigest()[:12]}"
+
+
 def _use_snapshot_average(
     recipe, model, snapshots, run_dir, train_loader, val_loader, device, amp, channels_last, config, verbose
 ) -> None:
@@ -331,7 +352,8 @@ def run_recipe(
         if device.type == "cuda":  # batch statistics over the global batch, as in one process
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    config = dict(recipe.config(), seed=seed, **(extra_config or {}))
+    # The tiles go into the config that every checkpoint keeps: a finished run on other tiles is not resumed.
+    config = dict(recipe.config(), seed=seed, tiles=tiles_fingerprint(train_ds, val_ds), **(extra_config or {}))
     # The main stage does not depend on the fine-tune settings: leaving them out of its checkpoints lets a finished
     # main stage be resumed with a longer (or another) fine-tune stage instead of being trained again.
     main_config = {k: v for k, v in config.items() if not k.startswith("finetune_")}

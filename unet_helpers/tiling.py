@@ -26,20 +26,25 @@ from .models import UNet, input_side_for_output, is_valid_input_side, output_sid
 def mirror_pad(image: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
     """Mirror ``image`` (N, C, H, W) at its borders, as the paper does for missing context.
 
-    Reflection is repeated when the padding is larger than the image itself; a side of one pixel, which has nothing
-    to reflect, is repeated instead.
+    Reflection about the border pixel (``F.pad``'s "reflect", numpy's ``np.pad(mode="reflect")``), repeated as often
+    as the padding needs when it is larger than the image itself; a side of one pixel, which has nothing to reflect,
+    is repeated instead.
     """
-    if image.shape[-2] == 1 and top + bottom:
-        image, top, bottom = F.pad(image, [0, 0, top, bottom], mode="replicate"), 0, 0
-    if image.shape[-1] == 1 and left + right:
-        image, left, right = F.pad(image, [left, right, 0, 0], mode="replicate"), 0, 0
-    while max(top, bottom) >= image.shape[-2] or max(left, right) >= image.shape[-1]:
-        # F.pad's reflect mode can add at most side-1 pixels at once; grow in steps.
-        h, w = image.shape[-2:]
-        step = [min(left, w - 1), min(right, w - 1), min(top, h - 1), min(bottom, h - 1)]
-        image = F.pad(image, step, mode="reflect")
-        left, right, top, bottom = left - step[0], right - step[1], top - step[2], bottom - step[3]
-    return F.pad(image, [left, right, top, bottom], mode="reflect")
+
+    def reflected(n: int, before: int, after: int) -> torch.Tensor:
+        """Source index of each padded position along an axis of ``n`` pixels: reflection has period 2 (n - 1)."""
+        positions = torch.arange(-before, n + after, device=image.device)
+        if n == 1:
+            return torch.zeros_like(positions)
+        period = 2 * (n - 1)
+        folded = positions % period
+        return torch.where(folded < n, folded, period - folded)
+
+    height, width = image.shape[-2:]
+    if max(top, bottom) < height and max(left, right) < width and min(height, width) > 1:
+        return F.pad(image, [left, right, top, bottom], mode="reflect")  # one reflection: the usual case
+    rows, columns = reflected(height, top, bottom), reflected(width, left, right)
+    return image.index_select(-2, rows).index_select(-1, columns)
 
 
 @torch.no_grad()
@@ -78,10 +83,13 @@ def predict_tiled(model: UNet, image: torch.Tensor, input_tile: int | None = Non
     padded = mirror_pad(image, margin, margin + covered_h - height, margin, margin + covered_w - width)
 
     logits = image.new_zeros(image.shape[0], model.out_channels, covered_h, covered_w)
+    was_training = model.training
+    model.eval()  # batch norm with its running statistics: a tile must not be normalised by its own
     for r in range(n_rows):
         for c in range(n_cols):
             y, x = r * stride, c * stride
             tile = padded[..., y : y + input_tile, x : x + input_tile]
             # Later tiles overwrite the overlap; both sides agree there, being on the same grid.
             logits[..., y : y + out_tile, x : x + out_tile] = model(tile)
+    model.train(was_training)
     return logits[..., :height, :width]

@@ -295,6 +295,8 @@ def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
     known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     if "recipe_resolved" in values:  # a run's own config.json: what the trainer added to the options is not an option
         values = {k: v for k, v in values.items() if k not in ("config", "recipe_resolved", "processes", "device")}
+        # nor what that command did to its folder: repeating its --overwrite would delete the very run it describes
+        values = {k: v for k, v in values.items() if k not in ("overwrite", "resume")}
     out = {}
     for key, value in values.items():
         dest = key.replace("-", "_")
@@ -411,6 +413,10 @@ def check_numbers(args: argparse.Namespace, recipe) -> None:
         raise UsageError(f"--weight-decay must be 0 or more, got {recipe.weight_decay}")
     if args.split_like is not None and args.split_seed is not None and not args.folds:
         raise UsageError("--split-like takes its split from the card or split.json: drop --split-seed")
+    if args.split_like is not None and (args.val_fraction != 0.2 or args.test_fraction != 0.0):
+        raise UsageError(
+            "--split-like takes its split from the card or split.json: drop --val-fraction and --test-fraction"
+        )
     if args.folds == 1 or args.folds < 0:
         raise UsageError(f"--folds must be 2 or more (or 0: no cross-validation), got {args.folds}")
     if args.fold and not args.folds:
@@ -454,8 +460,7 @@ def read_split(source: str) -> tuple[list[str], list[str], list[str]]:
     from .pretrained import available_pretrained, load_card  # here: pretrained imports from this module's package
 
     if source in available_pretrained():
-        data = load_card(source)["data"]
-        return data["train_ids"], data["val_ids"], data["held_out_ids"]
+        return _checked_split(source, load_card(source))
     path = Path(source)
     if not path.is_file():
         raise UsageError(
@@ -466,12 +471,34 @@ def read_split(source: str) -> tuple[list[str], list[str], list[str]]:
         found = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise UsageError(f"--split-like {path}: not valid JSON ({err})") from None
-    if "data" in found and "train_ids" in found["data"]:  # a card
-        found = found["data"]
-        return found["train_ids"], found["val_ids"], found["held_out_ids"]
+    if not isinstance(found, dict):
+        raise UsageError(f"--split-like {path}: holds neither a card nor a split.json")
     if {"train", "val"} <= set(found):  # a run's split.json
-        return found["train"], found["val"], found.get("test", [])
-    raise UsageError(f"--split-like {path}: holds neither a card's data.train_ids nor a split.json's train and val")
+        return _checked_split(source, dict(data=dict(train_ids=found["train"], val_ids=found["val"],
+                                                     held_out_ids=found.get("test", []))))  # fmt: skip
+    return _checked_split(source, found)
+
+
+def _checked_split(source: str, card: dict) -> tuple[list[str], list[str], list[str]]:
+    """A card's train / validation / held-out ids, refused (naming ``source``) if a part is missing or they overlap."""
+    data = card.get("data") if isinstance(card.get("data"), dict) else {}
+    parts = [data.get(key) for key in ("train_ids", "val_ids", "held_out_ids")]
+    if not all(isinstance(part, list) for part in parts):
+        raise UsageError(
+            f"--split-like {source}: holds no training, validation and held-out ids (a segmenter's card or a run's "
+            "split.json has them; a denoiser's card does not)"
+        )
+    seen: dict[str, str] = {}
+    for name, ids in zip(("training", "validation", "held-out"), parts):
+        for id_ in ids:
+            if id_ in seen:
+                where = "twice" if seen[id_] == name else f"in both its {seen[id_]} and its {name} tiles"
+                raise UsageError(
+                    f"--split-like {source}: id {id_} is listed {where}; a split's parts must not overlap "
+                    "(a model validated on tiles it trained on reads too high)"
+                )
+            seen[id_] = name
+    return parts[0], parts[1], parts[2]
 
 
 def split_three_ways(

@@ -94,6 +94,11 @@ class TGSSource:
     n_test: int = 0
 
     @property
+    def tag(self) -> str:
+        """ "real" or "standin": for the names of run folders, so that a run on one is never resumed on the other."""
+        return "standin" if self.synthetic else "real"
+
+    @property
     def banner(self) -> str:
         if self.synthetic:
             return (
