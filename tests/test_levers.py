@@ -846,6 +846,11 @@ def test_every_flagship_candidate_of_the_gpu_session_is_a_command_the_trainer_ac
     assert (lean.loss, lean.finetune_loss) == ("bce", "lovasz") and lean.model["batch_norm"]
     assert lean.model["block"] == "residual" and lean.model["salt_head"] and "attention" not in lean.model
     assert recipes["levers-lean-wide"].model["features"] == (24, 48, 96, 192, 240)
+    finer = recipes["levers-lean-208"]  # the lean candidate on tiles resized to 208, a side its 4 poolings take
+    assert (finer.size, finer.side) == ("resize", 208) and finer.model == lean.model
+    from unet_helpers.recipes import build_model
+
+    assert build_model(finer).eval()(torch.zeros(1, 3, 208, 208)).shape == (1, 1, 208, 208)
 
 
 def load_levers_benchmark():
