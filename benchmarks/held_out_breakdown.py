@@ -49,8 +49,10 @@ def main() -> None:
     scores = {"medium-strong": np.array(record["medium_strong"])}
     for k, candidate in enumerate(record["candidates"]):
         scores[f"run {k + 1}"] = np.array(candidate["per_tile"])
-    for fold_average in record["fold_averages"]:
-        scores["5 folds"] = np.array(fold_average["per_tile"])
+    for k, fold_average in enumerate(record["fold_averages"]):  # e.g. "5 folds"; a second set of folds numbered
+        scores[f"{len(fold_average['folds'])} folds" + (f" ({k + 1})" if k else "")] = np.array(
+            fold_average["per_tile"]
+        )
     model, card = load_pretrained("medium-strong")
     post = card["postprocessing"]
     predicted = to_masks(

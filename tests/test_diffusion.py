@@ -157,6 +157,10 @@ def test_the_command_line_keeps_a_runs_record_and_never_replaces_a_model_unasked
     assert "other settings (--lr)" in error and "--lr 0.5" not in error and (out / "run.json").read_text() == record
     assert diffusion.main([*train, "--steps", "2", "--resume"]) == 0
     assert torch.load(out / "last.pt", weights_only=False)["step"] == 2 and (out / "run.json").read_text() == record
+    (out / "run.json").rename(tmp_path / "run.json")  # without its record a resume could not be checked: refused
+    assert diffusion.main([*train, "--steps", "3", "--resume", "--lr", "0.5"]) == 2
+    assert "no run.json beside it" in capsys.readouterr().err and not (out / "run.json").exists()
+    (tmp_path / "run.json").rename(out / "run.json")
 
     export = ["export", "--run", str(out), "--out-dir", str(weights)]
     assert diffusion.main(export) == 0

@@ -244,6 +244,14 @@ def test_a_finished_run_is_not_handed_back_for_other_tiles(tmp_path):
     assert recipes.tiles_fingerprint(*again).startswith("16 training + 8 validation tiles, sha1 ")
     _, resumed = recipes.run_recipe(recipe, *again, run, cpu, progress=False, verbose=False)  # the same tiles
     assert resumed["val_tgs"] == history["val_tgs"]
+    checkpoint = torch.load(run / "last.pt", weights_only=False)  # as written before checkpoints kept the tiles
+    del checkpoint["config"]["tiles"]
+    torch.save(checkpoint, run / "last.pt")
+    _, old = recipes.run_recipe(recipe, *again, run, cpu, progress=False, verbose=False)
+    assert old["val_tgs"] == history["val_tgs"]  # still resumed (loaded), not refused for a key it could not record
+    torch.save(
+        dict(checkpoint, config=dict(checkpoint["config"], tiles=recipes.tiles_fingerprint(*again))), run / "last.pt"
+    )
     for train_ids, val_ids, arrays in (
         (first.ids[:12], first.ids[16:], first),  # fewer training tiles
         (first.ids[8:], first.ids[:8], first),  # another split of the same tiles

@@ -392,6 +392,8 @@ def test_segment_gives_the_mask_the_cards_scores_were_made_with(tmp_path):
         segment(model, card, tiles.images[0].astype(float))
     sixteen_bit = tiles.images[0].astype(np.uint16) * 257  # a 16-bit PNG of the same grey levels
     assert np.array_equal(segment(model, card, sixteen_bit), expected[0])
+    as_written = tiles.images[0].astype(np.uint16)  # 16 bits holding 0..255 (PIL's convert("I;16")): read as 8-bit
+    assert np.array_equal(segment(model, card, as_written), expected[0])
     refused = [
         (tiles.masks[0].astype(bool), "a boolean array"),  # a mask given where the image belongs
         (np.stack([tiles.images[0]] * 3, axis=-1), r"\.convert\('L'\)"),  # a colour image

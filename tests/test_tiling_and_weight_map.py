@@ -43,6 +43,9 @@ def test_tiling_predicts_in_eval_mode_and_leaves_the_model_as_it_was():
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with torch.no_grad():
         assert torch.allclose(tiled, predict_tiled(model.eval(), image))  # the same as from an eval-mode model
+    with pytest.raises(ValueError, match="1 input channel"):  # an error on the way (3 channels for 1) ...
+        predict_tiled(model.train(), torch.randn(1, 3, 60, 60))
+    assert model.training  # ... still leaves the model as it came
 
 
 @pytest.mark.parametrize("height, width", [(300, 200), (101, 101)])

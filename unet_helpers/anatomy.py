@@ -165,11 +165,13 @@ def effective_receptive_field(model: UNet, images: torch.Tensor) -> np.ndarray:
     """
     was_training = model.training
     model.eval()
-    x = images.clone().requires_grad_(True)
-    out = model(x)
-    centre = out.shape[-1] // 2
-    (grad,) = torch.autograd.grad(out[:, 0, centre, centre].sum(), x)  # the input's only: no .grad left on weights
-    model.train(was_training)
+    try:
+        x = images.clone().requires_grad_(True)
+        out = model(x)
+        centre = out.shape[-1] // 2
+        (grad,) = torch.autograd.grad(out[:, 0, centre, centre].sum(), x)  # the input's only: no .grad on weights
+    finally:
+        model.train(was_training)  # the model is left as it came, even after an error
     grad = grad.abs().sum(1)  # (N, S, S)
     grad = (grad / grad.sum((1, 2), keepdim=True).clamp_min(1e-12)).mean(0)
     return (grad / grad.max().clamp_min(1e-12)).numpy()

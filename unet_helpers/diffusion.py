@@ -424,7 +424,12 @@ def _train_command(args: argparse.Namespace, argv: list[str] | None) -> int:
         threads=args.threads,
         command="python -m unet_helpers.diffusion " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
-    if args.resume and last.is_file() and record.is_file():
+    if args.resume and last.is_file() and not record.is_file():
+        raise FileExistsError(
+            f"{last} has no run.json beside it, so the settings it trained with cannot be checked: start a new run in "
+            "another --out (or put the run's run.json back)"
+        )
+    if args.resume and last.is_file():
         saved = json.loads(record.read_text())
         changed = [key for key in RESUMED_OPTIONS if key in saved and saved[key] != info[key]]
         if changed:
@@ -434,7 +439,7 @@ def _train_command(args: argparse.Namespace, argv: list[str] | None) -> int:
                 f"{args.out} holds a run trained with other settings ({names}); resume it with the options of "
                 f"its run.json ({saved['command']}), or start a new run in another --out"
             )
-        info = saved  # the record of how the run began stays
+        info = {**info, **saved}  # the record of how the run began stays (keys recorded only since then added)
     args.out.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(info) + "\n")
     train_denoiser(

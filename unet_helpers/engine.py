@@ -41,6 +41,11 @@ from .utils import seed_everything
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_tgs", "val_iou", "val_dice", "lr", "seconds")
 
 
+# Config keys that checkpoints carry only since a later version; an older checkpoint without one still resumes
+# ("tiles": run_recipe's fingerprint of the training and validation tiles; the trainer checks its split.json too).
+RECORDED_SINCE = ("tiles",)
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit; the message names the file and what to do."""
 
@@ -583,13 +588,15 @@ def load_checkpoint(
         saved_config = {k: v for k, v in saved_config.items() if k in config or not k.startswith("finetune_")}
         # Options added since the checkpoint was written were off then: a new option left off still resumes it.
         off = {k: v for k, v in config.items() if k not in saved_config and (v is False or v is None or v == 0)}
-        saved_config = {**off, **saved_config}
+        # What checkpoints record only since then (the tiles, RECORDED_SINCE) cannot be compared: taken as the same.
+        since = {k: config[k] for k in RECORDED_SINCE if k in config and k not in saved_config}
+        saved_config = {**off, **since, **saved_config}
     if config is not None and saved_config not in (None, config):
         changed = sorted(k for k in set(config) | set(saved_config) if config.get(k) != saved_config.get(k))
         differences = "; ".join(f"{k}, {saved_config.get(k)!r} there and {config.get(k)!r} now" for k in changed)
         raise CheckpointError(
             f"{path} belongs to a run with another configuration (differs in: {differences}); "
-            "resume with the same settings and tiles, or start a new run in another folder"
+            "resume with the same settings, or start a new run in another folder"
         )
     try:
         if model is not None:

@@ -85,11 +85,13 @@ def predict_tiled(model: UNet, image: torch.Tensor, input_tile: int | None = Non
     logits = image.new_zeros(image.shape[0], model.out_channels, covered_h, covered_w)
     was_training = model.training
     model.eval()  # batch norm with its running statistics: a tile must not be normalised by its own
-    for r in range(n_rows):
-        for c in range(n_cols):
-            y, x = r * stride, c * stride
-            tile = padded[..., y : y + input_tile, x : x + input_tile]
-            # Later tiles overwrite the overlap; both sides agree there, being on the same grid.
-            logits[..., y : y + out_tile, x : x + out_tile] = model(tile)
-    model.train(was_training)
+    try:
+        for r in range(n_rows):
+            for c in range(n_cols):
+                y, x = r * stride, c * stride
+                tile = padded[..., y : y + input_tile, x : x + input_tile]
+                # Later tiles overwrite the overlap; both sides agree there, being on the same grid.
+                logits[..., y : y + out_tile, x : x + out_tile] = model(tile)
+    finally:
+        model.train(was_training)  # the model is left as it came, even after an error
     return logits[..., :height, :width]

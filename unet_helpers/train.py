@@ -413,9 +413,13 @@ def check_numbers(args: argparse.Namespace, recipe) -> None:
         raise UsageError(f"--weight-decay must be 0 or more, got {recipe.weight_decay}")
     if args.split_like is not None and args.split_seed is not None and not args.folds:
         raise UsageError("--split-like takes its split from the card or split.json: drop --split-seed")
-    if args.split_like is not None and (args.val_fraction != 0.2 or args.test_fraction != 0.0):
+    defaults = build_parser()
+    fractions = [f"--{key.replace('_', '-')} {getattr(args, key)}" for key in ("val_fraction", "test_fraction")
+                 if getattr(args, key) != defaults.get_default(key)]  # fmt: skip
+    if args.split_like is not None and fractions:
+        source = f" (on the command line or in {args.config})" if getattr(args, "config", None) else ""
         raise UsageError(
-            "--split-like takes its split from the card or split.json: drop --val-fraction and --test-fraction"
+            f"--split-like takes its split from the card or split.json: drop {' and '.join(fractions)}{source}"
         )
     if args.folds == 1 or args.folds < 0:
         raise UsageError(f"--folds must be 2 or more (or 0: no cross-validation), got {args.folds}")
