@@ -82,8 +82,8 @@ def _check_countable(model: UNet) -> None:
     ]
     if unknown:
         raise ValueError(
-            f"the receptive field is counted here for the paper's kind of U-Net only; this one has {'; '.join(unknown)}: "
-            "measure what an output pixel depends on with effective_receptive_field instead"
+            "the receptive field is counted here for the paper's kind of U-Net only; this one has "
+            f"{'; '.join(unknown)}: measure what an output pixel depends on with effective_receptive_field instead"
         )
 
 

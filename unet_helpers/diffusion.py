@@ -410,6 +410,11 @@ def _train_command(args: argparse.Namespace, argv: list[str] | None) -> int:
     last, record = args.out / "last.pt", args.out / "run.json"
     if last.is_file() and not args.resume:  # before anything is written: the run's record stays its own
         raise FileExistsError(f"{last} already holds a run: pass --resume to continue it, or choose another --out")
+    if args.resume and last.is_file() and not record.is_file():
+        raise FileExistsError(
+            f"{last} has no run.json beside it, so the settings it trained with cannot be checked: start a new run in "
+            "another --out (or put the run's run.json back)"
+        )
     torch.set_num_threads(args.threads)
     pairs, ids = training_pairs(args.data)
     info = dict(
@@ -424,11 +429,6 @@ def _train_command(args: argparse.Namespace, argv: list[str] | None) -> int:
         threads=args.threads,
         command="python -m unet_helpers.diffusion " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
-    if args.resume and last.is_file() and not record.is_file():
-        raise FileExistsError(
-            f"{last} has no run.json beside it, so the settings it trained with cannot be checked: start a new run in "
-            "another --out (or put the run's run.json back)"
-        )
     if args.resume and last.is_file():
         saved = json.loads(record.read_text())
         changed = [key for key in RESUMED_OPTIONS if key in saved and saved[key] != info[key]]

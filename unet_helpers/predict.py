@@ -18,7 +18,6 @@ overwritten without --overwrite; errors print one clear message and exit with st
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import defaultdict
@@ -40,6 +39,7 @@ from .pretrained import (
     MAX_EXAMPLES,
     available_pretrained,
     best_checkpoint,
+    load_card,
     load_pretrained,
     show_examples,
 )
@@ -192,21 +192,19 @@ def predict_image(
     return predict_batch(model, image[None], recipe, device, tta)[0]
 
 
-def _card_kind(path: str) -> str | None:
-    """The ``kind`` of an exported card (None if it cannot be read: loading it says why)."""
-    try:
-        return json.loads(Path(path).read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def check_segmenter(name: str) -> None:
-    """Refuse a shipped model that does not segment (notebook 09's denoiser generates tiles), naming the ones that do."""
-    generates = name in GENERATORS or (name.endswith(".json") and _card_kind(name) == "denoiser")
+    """Refuse a model that does not segment (notebook 09's denoiser generates tiles), by name or by its card's kind,
+    naming the ones that do."""
+    generates = name in GENERATORS
+    if name.endswith(".json"):  # an exported card: its kind says (a card that cannot be read: loading it says why)
+        try:
+            generates = load_card(name).get("kind") == "denoiser"
+        except ValueError:
+            pass
     if generates:
         raise UsageError(
-            f"--pretrained {name} is a denoiser (notebook 09's kind): it generates tiles with their masks and does not find salt "
-            f"in an image; pass one of the segmentation models: {', '.join(available_pretrained())}"
+            f"--pretrained {name} is a denoiser (notebook 09's kind): it generates tiles with their masks and does not "
+            f"find salt in an image; pass one of the segmentation models: {', '.join(available_pretrained())}"
         )
 
 

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .data import N_TRAIN, TGSArrays, TGSSaltDataset, load_tgs_split
+from .data.images import range_top
 from .data.source import ids_of_pngs, is_standin_folder
 from .engine import CheckpointError, keep_freed_memory, predict
 from .metrics import iou, tgs_score
@@ -126,7 +127,8 @@ def segment(model: torch.nn.Module, card: dict, image, device: str | torch.devic
     """The salt mask (H, W, bool) of one grey image, made as the card's scores were made.
 
     ``image`` is (H, W): uint8 grey values 0..255 (as the tiles' PNGs hold them), uint16 (a 16-bit PNG: 0..65535, or
-    0..255 when nothing is above, as the data reader takes it) or floats in [0, 1]; a colour image, a boolean mask or other whole numbers are refused with a message. It is padded
+    0..255 when nothing is above, as the data reader takes it) or floats in [0, 1]; a colour image, a boolean mask or
+    other whole numbers are refused with a message. It is padded
     as the network's training tiles were, predicted with flip TTA where the card chose it, then cut at the card's
     threshold, and emptied below its minimum salt area. Calling ``model`` on a bare 101x101 tile skips the padding
     (the shipped medium-strong then scores lower), and on 0..255 floats it finds no salt at all.
@@ -144,8 +146,8 @@ def segment(model: torch.nn.Module, card: dict, image, device: str | torch.devic
             f"segment takes uint8 or uint16 grey levels or floats in [0, 1], got {array.dtype}: for 0..255 values, "
             "pass image.astype(np.uint8)"
         )
-    if array.dtype == np.uint16:  # as the data reader reads 16-bit grey: 0..255 if nothing is above, else 0..65535
-        array = array / (255.0 if array.max(initial=0) <= 255 else 65535.0)
+    if array.dtype == np.uint16:  # 16-bit grey, read by the data reader's rule: 0..255 if nothing is above
+        array = array / range_top(array, Path("image"), "I;16", fractions=False)
     elif array.dtype == np.uint8:
         array = array / 255.0
     pixels = torch.as_tensor(array, dtype=torch.float64)

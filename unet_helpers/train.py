@@ -51,6 +51,9 @@ class UsageError(Exception):
     """A problem the user can fix by changing the command; reported with exit status 2."""
 
 
+FRACTIONS = {"val_fraction": 0.2, "test_fraction": 0.0}  # the split's defaults (--split-like refuses others)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m unet_helpers.train",
@@ -70,12 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="if --data holds no data, first write the offline synthetic stand-in there",
     )
     g.add_argument(
-        "--val-fraction", type=float, default=0.2, help="share of tiles held out for validation (default 0.2)"
+        "--val-fraction",
+        type=float,
+        default=FRACTIONS["val_fraction"],
+        help="share of tiles held out for validation (default 0.2)",
     )
     g.add_argument(
         "--test-fraction",
         type=float,
-        default=0.0,
+        default=FRACTIONS["test_fraction"],
         help="share of tiles held out for neither training nor checkpoint choice, for an honest final "
         "score (default 0); the ids of all three parts go to split.json",
     )
@@ -413,9 +419,8 @@ def check_numbers(args: argparse.Namespace, recipe) -> None:
         raise UsageError(f"--weight-decay must be 0 or more, got {recipe.weight_decay}")
     if args.split_like is not None and args.split_seed is not None and not args.folds:
         raise UsageError("--split-like takes its split from the card or split.json: drop --split-seed")
-    defaults = build_parser()
-    fractions = [f"--{key.replace('_', '-')} {getattr(args, key)}" for key in ("val_fraction", "test_fraction")
-                 if getattr(args, key) != defaults.get_default(key)]  # fmt: skip
+    fractions = [f"--{key.replace('_', '-')} {getattr(args, key)}" for key, default in FRACTIONS.items()
+                 if getattr(args, key) != default]  # fmt: skip
     if args.split_like is not None and fractions:
         source = f" (on the command line or in {args.config})" if getattr(args, "config", None) else ""
         raise UsageError(
@@ -464,7 +469,7 @@ def read_split(source: str) -> tuple[list[str], list[str], list[str]]:
     from .pretrained import available_pretrained, load_card  # here: pretrained imports from this module's package
 
     if source in available_pretrained():
-        return _checked_split(source, load_card(source))
+        return _split_of_card(source, load_card(source))
     path = Path(source)
     if not path.is_file():
         raise UsageError(
@@ -478,15 +483,17 @@ def read_split(source: str) -> tuple[list[str], list[str], list[str]]:
     if not isinstance(found, dict):
         raise UsageError(f"--split-like {path}: holds neither a card nor a split.json")
     if {"train", "val"} <= set(found):  # a run's split.json
-        return _checked_split(source, dict(data=dict(train_ids=found["train"], val_ids=found["val"],
-                                                     held_out_ids=found.get("test", []))))  # fmt: skip
-    return _checked_split(source, found)
+        return _checked_split(source, [found["train"], found["val"], found.get("test", [])])
+    return _split_of_card(source, found)
 
 
-def _checked_split(source: str, card: dict) -> tuple[list[str], list[str], list[str]]:
-    """A card's train / validation / held-out ids, refused (naming ``source``) if a part is missing or they overlap."""
+def _split_of_card(source: str, card: dict) -> tuple[list[str], list[str], list[str]]:
     data = card.get("data") if isinstance(card.get("data"), dict) else {}
-    parts = [data.get(key) for key in ("train_ids", "val_ids", "held_out_ids")]
+    return _checked_split(source, [data.get(key) for key in ("train_ids", "val_ids", "held_out_ids")])
+
+
+def _checked_split(source: str, parts: list) -> tuple[list[str], list[str], list[str]]:
+    """Train / validation / held-out ids, refused (naming ``source``) if a part is missing or they overlap."""
     if not all(isinstance(part, list) for part in parts):
         raise UsageError(
             f"--split-like {source}: holds no training, validation and held-out ids (a segmenter's card or a run's "

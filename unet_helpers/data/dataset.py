@@ -147,8 +147,8 @@ def fit_to_network(x: torch.Tensor, size: str, side: int, kind: str = "image") -
     """Tiles (N, C, H, W) as the network takes them: ``size`` "pad", "resize" or "none", for tiles of side ``side``.
 
     "pad" mirrors ``side - 101`` pixels around the tile, (side - 101) // 2 above and left and the rest below and
-    right (101 -> 104: 1 and 2); "resize" scales by side / 101 (bilinear for images, nearest-exact for masks). Written for
-    101x101 tiles; an image of another size gets the same border or scale. Training, evaluation and the command-line
+    right (101 -> 104: 1 and 2); "resize" scales by side / 101 (bilinear for images, nearest-exact for masks).
+    Written for 101x101 tiles; an image of another size gets the same border or scale. Training, evaluation and the command-line
     predictor all prepare their inputs here, so that a network always sees its tiles in the same place.
     """
     if size == "pad":

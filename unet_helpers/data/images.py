@@ -40,7 +40,7 @@ def _refuse(path: Path, mode: str, why: str) -> TGSDataError:
     )
 
 
-def _range_of(values: np.ndarray, path: Path, mode: str, fractions: bool) -> float:
+def range_top(values: np.ndarray, path: Path, mode: str, fractions: bool) -> float:
     """The top of the value range that ``values`` (integers or floats) were written in: 1, 255 or 65535."""
     if values.size and not np.isfinite(values).all():
         raise _refuse(path, mode, "holds values that are not finite (NaN or infinity)")
@@ -71,7 +71,7 @@ def grey_levels(img: Image.Image, path: str | Path = "image") -> np.ndarray:
         return np.asarray(img.convert("RGB").convert("L"), dtype=np.float32)
     if img.mode in (*_SIXTEEN_BIT, "I", "F", "I;16S"):
         values = np.asarray(img).astype(np.float64)
-        top = _range_of(values, path, mode, fractions=img.mode == "F")
+        top = range_top(values, path, mode, fractions=img.mode == "F")
         return (values * (255 / top)).astype(np.float32)
     raise _refuse(path, mode, "is not one this reader knows")
 
@@ -110,7 +110,7 @@ def read_binary_mask(path: str | Path) -> np.ndarray:
     else:
         raw = np.unique(np.asarray(img))
         full = {"1": 1, "L": 255}.get(img.mode) or int(
-            _range_of(raw.astype(np.float64), path, img.mode, img.mode == "F")
+            range_top(raw.astype(np.float64), path, img.mode, img.mode == "F")
         )
     shown = raw[:6].tolist()
     raise TGSDataError(
